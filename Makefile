@@ -1,0 +1,91 @@
+# The one entry point for people, CI and Jenkins. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+
+PORT ?= 3000
+HOST ?= 127.0.0.1
+API_URL ?= http://127.0.0.1:$(PORT)
+DEMO_PORT ?= 7860
+DVC_REMOTE ?= local
+GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE ?= iris-classifier
+CONTAINER ?= iris-classifier
+PYTEST_ARGS ?=
+
+# Everything runs from the project's venv, with a BentoML home inside the project and telemetry off.
+export PATH := $(VENV)/bin:$(PATH)
+export BENTOML_HOME := $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := True
+export DVC_NO_ANALYTICS := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export UV_NATIVE_TLS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
+        demo bench bench-model loadtest gdrive-folder metrics clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv from requirements.lock (Python 3.11)
+
+$(STAMP): requirements.lock
+	@$(PYTHON_SYSTEM) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
+	@# the project's shared package, importable from the venv without a build step
+	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
+	$(VENV)/bin/uv pip check --python $(PY)
+	@rm -f $(VENV)/.installed-* && touch $@
+
+pipeline: install ## reproduce load -> prepare -> train -> evaluate (pulls cached outputs from the remote first)
+	@dvc pull --quiet -r $(DVC_REMOTE) --allow-missing 2>/dev/null || echo "pipeline: nothing to pull from remote '$(DVC_REMOTE)'; rebuilding"
+	dvc repro
+	@dvc push --quiet -r $(DVC_REMOTE) 2>/dev/null || echo "pipeline: could not push to remote '$(DVC_REMOTE)' (outputs stay in the local cache)"
+	@$(PY) -m iris_classifier.store
+	@dvc metrics show
+
+pull: install ## pull data and model from DVC_REMOTE (local | gdrive) and import the model into the store
+	@$(PY) -m iris_classifier.remote check $(DVC_REMOTE)
+	dvc pull -r $(DVC_REMOTE)
+	@$(PY) -m iris_classifier.store
+
+push: install ## push data and model to DVC_REMOTE
+	@$(PY) -m iris_classifier.remote check $(DVC_REMOTE)
+	dvc push -r $(DVC_REMOTE)
+
+model-import: install ## import models/iris_classifier.bentomodel (from `dvc pull`) into the BentoML store
+	@$(PY) -m iris_classifier.store
+
+gdrive-folder: install ## set the Google Drive folder of the `gdrive` remote: make gdrive-folder FOLDER_ID=...
+	@test -n "$(FOLDER_ID)" || { echo "gdrive-folder: set FOLDER_ID, e.g. make gdrive-folder FOLDER_ID=1AbC..."; exit 2; }
+	dvc remote modify gdrive url gdrive://$(FOLDER_ID)
+	@echo "gdrive-folder: remote 'gdrive' now points at folder $(FOLDER_ID); commit .dvc/config"
+
+metrics: install ## show the metrics of the current run
+	dvc metrics show
+
+run: pipeline ## fresh clone -> pipeline -> model -> printed metrics
+	@$(PY) -c 'from iris_classifier.model import read_model_info; from iris_classifier.paths import MODEL_INFO; i = read_model_info(MODEL_INFO); print("run: model", i["tag"], "held-out accuracy", i["held_out_accuracy"])'
+
+test: install ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	ruff check .
+	ruff format --check .
+
+format: install ## apply ruff format and safe fixes
+	ruff check --fix .
+	ruff format .
+
+clean: ## remove generated outputs (keeps .venv, the DVC cache and remote)
+	rm -rf data/raw data/prepared models reports .bentoml .pytest_cache

@@ -1,0 +1,1 @@
+"""Shared pieces of the Iris classifier project: schema, paths, data, model helpers."""

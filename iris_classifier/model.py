@@ -1,0 +1,110 @@
+"""Build, convert and run the classifier: the sklearn pipeline is the reference, ONNX the fast path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from iris_classifier.schema import FEATURES, SPECIES
+
+PIPELINE_FILE = "pipeline.joblib"
+ONNX_FILE = "model.onnx"
+
+
+def build_pipeline(*, estimator: str, n_estimators: int = 100, max_depth: int | None = None, seed: int = 0) -> Pipeline:
+    """StandardScaler + classifier as ONE object, so serving never repeats scaling constants."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    factories = {
+        "random_forest": lambda: RandomForestClassifier(
+            n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=1
+        ),
+        "logistic_regression": lambda: LogisticRegression(max_iter=1000, random_state=seed),
+        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(
+            max_iter=n_estimators, max_depth=max_depth, random_state=seed
+        ),
+    }
+    if estimator not in factories:
+        raise ValueError(f"train.estimator: unknown estimator {estimator!r}; choose one of {', '.join(factories)}")
+    return Pipeline([("scale", StandardScaler()), ("classify", factories[estimator]())])
+
+
+def to_onnx_bytes(pipeline: Pipeline) -> bytes:
+    """Convert the fitted classifier (the step after scaling) to ONNX with plain probability tensors.
+
+    Scaling stays in float64 numpy with the pipeline's own fitted scaler: scikit-learn trees compare
+    float32(scaled x) with their thresholds, and an ONNX scaler rounds differently near a threshold.
+    """
+    from skl2onnx import to_onnx
+
+    classifier = pipeline.steps[-1][1]
+    sample = np.zeros((1, len(FEATURES)), dtype=np.float32)
+    onnx_model = to_onnx(
+        classifier, sample, options={id(classifier): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3}
+    )
+    return onnx_model.SerializeToString()
+
+
+@dataclass
+class Predictor:
+    """Loaded once; answers probabilities in SPECIES order for rows of raw centimetres."""
+
+    backend: str
+    pipeline: Pipeline
+    _session: Any = None
+    _input_name: str = ""
+    _mean: np.ndarray | None = None
+    _scale: np.ndarray | None = None
+
+    @classmethod
+    def from_dir(cls, path: Path, *, prefer: str = "onnx") -> Predictor:
+        """Load the store entry's files; the ONNX fast path when present and preferred."""
+        import joblib
+
+        pipeline = joblib.load(Path(path) / PIPELINE_FILE)
+        onnx_path = Path(path) / ONNX_FILE
+        if prefer != "onnx" or not onnx_path.exists():
+            return cls(backend="sklearn", pipeline=pipeline)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # One flower is microseconds of work; extra threads only add hand-off cost.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        scaler = pipeline.steps[0][1]
+        return cls(
+            backend="onnx",
+            pipeline=pipeline,
+            _session=session,
+            _input_name=session.get_inputs()[0].name,
+            _mean=np.asarray(scaler.mean_, dtype=np.float64),
+            _scale=np.asarray(scaler.scale_, dtype=np.float64),
+        )
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities, shape (n, 3), columns in SPECIES order (the labels are encoded 0, 1, 2)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if self._session is None:
+            return self.pipeline.predict_proba(rows)
+        scaled = ((rows - self._mean) / self._scale).astype(np.float32)
+        return self._session.run(None, {self._input_name: scaled})[1]
+
+
+def encode_species(names: Any) -> np.ndarray:
+    """Species names -> 0, 1, 2 in SPECIES order (the model's class indices)."""
+    index = {name: i for i, name in enumerate(SPECIES)}
+    return np.array([index[n] for n in names], dtype=np.int64)
+
+
+def read_model_info(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make pipeline` to train the model")
+    return json.loads(path.read_text())

@@ -1,0 +1,23 @@
+"""Every path the project uses, built from the repository root (never from the working directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = ROOT / "params.yaml"
+
+DATA_DIR = ROOT / "data"
+RAW_CSV = DATA_DIR / "raw" / "iris.csv"
+PREPARED_DIR = DATA_DIR / "prepared"
+STANDARDIZED_CSV = PREPARED_DIR / "standardized.csv"
+TRAIN_CSV = PREPARED_DIR / "train.csv"
+TEST_CSV = PREPARED_DIR / "test.csv"
+
+MODELS_DIR = ROOT / "models"
+MODEL_EXPORT = MODELS_DIR / "iris_classifier.bentomodel"
+MODEL_INFO = MODELS_DIR / "model.json"
+
+REPORTS_DIR = ROOT / "reports"
+METRICS_JSON = REPORTS_DIR / "metrics.json"
+CONFUSION_CSV = REPORTS_DIR / "confusion.csv"

@@ -1,0 +1,72 @@
+"""The domain vocabulary shared by pipeline, service and demo: features, species, bounds, payloads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+FEATURE_LABELS: dict[str, str] = {
+    "sepal_length": "Sepal length (cm)",
+    "sepal_width": "Sepal width (cm)",
+    "petal_length": "Petal length (cm)",
+    "petal_width": "Petal width (cm)",
+}
+SPECIES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
+TARGET = "species"
+MODEL_NAME = "iris_classifier"
+
+# Physical bound for validation: no iris sepal or petal comes near half a metre.
+MAX_MEASUREMENT_CM = 50.0
+# Largest batch one /classify_batch request may carry.
+MAX_BATCH_FLOWERS = 10_000
+
+Measurement = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=MAX_MEASUREMENT_CM,
+        allow_inf_nan=False,
+        strict=True,
+        description=f"centimetres; a finite number > 0 and <= {MAX_MEASUREMENT_CM:g}",
+    ),
+]
+
+EXAMPLE_FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+class Flower(BaseModel):
+    """Four measurements of one iris flower, in centimetres."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLOWER]})
+
+    sepal_length: Measurement
+    sepal_width: Measurement
+    petal_length: Measurement
+    petal_width: Measurement
+
+    def as_row(self) -> list[float]:
+        return [self.sepal_length, self.sepal_width, self.petal_length, self.petal_width]
+
+
+class Prediction(BaseModel):
+    """What the service answers for one flower."""
+
+    species: str = Field(description="one of " + ", ".join(SPECIES))
+    probabilities: dict[str, float] = Field(description="probability per species; they sum to 1")
+    model_version: str = Field(description="tag of the model in the BentoML store")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="measurements outside the range seen in training (the prediction is less certain)",
+    )
+
+
+def out_of_range_fields(row: list[float] | tuple[float, ...], ranges: dict[str, list[float]]) -> list[str]:
+    """Names of the measurements that lie outside the [min, max] seen in training."""
+    return [
+        name
+        for name, value in zip(FEATURES, row, strict=True)
+        if not ranges[name][0] <= value <= ranges[name][1]
+    ]
+

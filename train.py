@@ -1,0 +1,140 @@
+"""Stage `train`: fit the scaler + classifier pipeline on the training split (in cm) and store it in BentoML."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iris_classifier.data import file_md5, read_table, validate, write_text_atomic
+from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor, build_pipeline, encode_species, to_onnx_bytes
+from iris_classifier.params import load_params
+from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
+from iris_classifier.schema import FEATURES, SPECIES, TARGET
+from iris_classifier.store import export_model, git_commit, save_model
+
+
+def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return frame[list(FEATURES)].to_numpy(dtype=np.float64), encode_species(frame[TARGET])
+
+
+def library_versions() -> dict[str, str]:
+    import bentoml
+    import onnxruntime
+    import skl2onnx
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "bentoml": bentoml.__version__,
+        "skl2onnx": skl2onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def fast_path_files(
+    pipeline: Any, pipeline_bytes: bytes, check_rows: np.ndarray
+) -> tuple[dict[str, bytes], str | None]:
+    """ONNX export of the pipeline, kept only if it agrees with sklearn on `check_rows`."""
+    import tempfile
+
+    try:
+        onnx_bytes = to_onnx_bytes(pipeline)
+    except Exception as error:  # skl2onnx raises many types for unsupported estimators
+        return {}, f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, ONNX_FILE).write_bytes(onnx_bytes)
+        Path(folder, PIPELINE_FILE).write_bytes(pipeline_bytes)
+        onnx_proba = Predictor.from_dir(Path(folder)).predict_proba(check_rows)
+    reference = pipeline.predict_proba(check_rows)
+    if not (np.array_equal(onnx_proba.argmax(1), reference.argmax(1)) and np.abs(onnx_proba - reference).max() < 0.02):
+        return {}, "ONNX output disagrees with scikit-learn on the training data"
+    return {ONNX_FILE: onnx_bytes}, None
+
+
+def train(
+    *, params: dict[str, Any], train_csv: Path = TRAIN_CSV, test_csv: Path = TEST_CSV
+) -> tuple[str, dict[str, Any]]:
+    """Fit, convert, and save to the BentoML store; returns (tag, metadata)."""
+    import io
+
+    import joblib
+
+    train_rows = validate(read_table(train_csv))
+    test_rows = validate(read_table(test_csv))
+    x_train, y_train = features_and_labels(train_rows)
+    x_test, y_test = features_and_labels(test_rows)
+
+    pipeline = build_pipeline(
+        estimator=params["estimator"],
+        n_estimators=params["n_estimators"],
+        max_depth=params["max_depth"],
+        seed=params["seed"],
+    )
+    pipeline.fit(x_train, y_train)
+    held_out_accuracy = float((pipeline.predict(x_test) == y_test).mean())
+
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    files = {PIPELINE_FILE: buffer.getvalue()}
+    onnx_files, conversion_error = fast_path_files(pipeline, files[PIPELINE_FILE], np.vstack([x_train, x_test]))
+    files.update(onnx_files)
+    if conversion_error:
+        print(f"train: no ONNX fast path ({conversion_error}); the service will use the scikit-learn pipeline")
+
+    commit = git_commit()
+    train_md5 = file_md5(train_csv)
+    metadata = {
+        "features": list(FEATURES),
+        "species": list(SPECIES),
+        "feature_ranges_cm": {
+            name: [float(train_rows[name].min()), float(train_rows[name].max())] for name in FEATURES
+        },
+        "params": json.dumps(params, sort_keys=True),
+        "held_out_accuracy": held_out_accuracy,
+        "git_commit": commit,
+        "train_data_md5": train_md5,
+        "test_data_md5": file_md5(test_csv),
+        "fast_path": "onnx" if onnx_files else "sklearn",
+        "onnx_conversion_error": conversion_error or "",
+        "library_versions": library_versions(),
+    }
+    labels = {
+        "git_commit": commit,
+        "train_data_md5": train_md5,
+        "estimator": params["estimator"],
+        "fast_path": metadata["fast_path"],
+    }
+    tag = save_model(model_files=files, labels=labels, metadata=metadata)
+    return tag, metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--no-export", action="store_true", help="skip writing models/ (store entry only)")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params("train")
+        tag, metadata = train(params=params)
+    except (OSError, ValueError) as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 1
+    if not args.no_export:
+        export_model(tag, MODEL_EXPORT)
+        info = {"tag": tag, **metadata, "params": params}
+        write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", MODEL_INFO)
+    print(f"train: saved {tag} (held-out accuracy {metadata['held_out_accuracy']:.3f}, fast path {metadata['fast_path']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

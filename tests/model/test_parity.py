@@ -1,0 +1,62 @@
+"""The ONNX fast path answers like the scikit-learn reference; a model without a converter falls back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iris_classifier.model import ONNX_FILE, Predictor
+from iris_classifier.paths import RAW_CSV
+from iris_classifier.schema import FEATURES
+
+PROBABILITY_TOLERANCE = 0.02
+
+
+def random_flowers(count: int, ranges: dict[str, list[float]], seed: int = 0) -> np.ndarray:
+    low = np.array([ranges[f][0] for f in FEATURES])
+    high = np.array([ranges[f][1] for f in FEATURES])
+    return np.random.default_rng(seed).uniform(low, high, size=(count, len(FEATURES)))
+
+
+def assert_parity(fast: Predictor, reference: Predictor, rows: np.ndarray) -> None:
+    fast_p, ref_p = fast.predict_proba(rows), reference.predict_proba(rows)
+    mismatches = int((fast_p.argmax(1) != ref_p.argmax(1)).sum())
+    assert mismatches == 0, f"{mismatches} of {len(rows)} labels differ"
+    assert np.abs(fast_p - ref_p).max() <= PROBABILITY_TOLERANCE
+
+
+def test_onnx_matches_sklearn_on_the_whole_dataset_and_100k_random_flowers(stored_model):
+    fast = Predictor.from_dir(Path(stored_model.path))
+    reference = Predictor.from_dir(Path(stored_model.path), prefer="sklearn")
+    assert (fast.backend, reference.backend) == ("onnx", "sklearn")
+    assert_parity(fast, reference, pd.read_csv(RAW_CSV)[list(FEATURES)].to_numpy())
+    ranges = stored_model.info.metadata["feature_ranges_cm"]
+    assert_parity(fast, reference, random_flowers(100_000, ranges))
+    # Flowers on the dataset's 0.1 cm grid sit exactly on tree thresholds' neighbours.
+    assert_parity(fast, reference, np.round(random_flowers(100_000, ranges, seed=1), 1))
+
+
+@pytest.fixture()
+def unconvertible_model(pipeline_ready):
+    import bentoml
+
+    from train import train
+
+    params = {"estimator": "hist_gradient_boosting", "n_estimators": 20, "max_depth": 3, "seed": 0}
+    tag, metadata = train(params=params)
+    yield bentoml.models.get(tag), metadata
+    bentoml.models.delete(tag)
+
+
+def test_a_model_without_onnx_converter_falls_back_to_sklearn(unconvertible_model):
+    model, metadata = unconvertible_model
+    assert metadata["fast_path"] == "sklearn"
+    assert metadata["onnx_conversion_error"]
+    assert not (Path(model.path) / ONNX_FILE).exists()
+    predictor = Predictor.from_dir(Path(model.path))
+    assert predictor.backend == "sklearn"
+    rows = pd.read_csv(RAW_CSV)[list(FEATURES)].to_numpy()
+    assert (predictor.predict_proba(rows).argmax(1) == predictor.pipeline.predict(rows)).all()

@@ -1,0 +1,70 @@
+"""The real DVC CLI on a copy of the project: reproduce from scratch, no-op rerun, push/wipe/pull."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run
+
+OUTPUTS = [
+    "data/raw/iris.csv",
+    "data/prepared/standardized.csv",
+    "data/prepared/train.csv",
+    "data/prepared/test.csv",
+    "models/iris_classifier.bentomodel",
+    "models/model.json",
+]
+DETERMINISTIC = [*OUTPUTS[:4], "reports/metrics.json", "reports/confusion.csv"]
+
+
+def digests(root: Path, names: list[str]) -> dict[str, str]:
+    return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+
+
+@pytest.mark.slow
+def test_repro_from_scratch_then_noop_then_push_wipe_pull(project_copy, pipeline_ready):
+    copy, env = project_copy
+    for name in OUTPUTS:
+        assert not (copy / name).exists()
+
+    first = run(["dvc", "repro"], cwd=copy, env=env)
+    for stage in ("load", "prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in first.stdout
+
+    # Seeds everywhere: the same data and metrics as the project's own run.
+    assert digests(copy, DETERMINISTIC) == digests(ROOT, DETERMINISTIC)
+
+    second = run(["dvc", "repro"], cwd=copy, env=env)
+    assert "Running stage" not in second.stdout
+    assert second.stdout.count("didn't change, skipping") == 4
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], cwd=copy, env=env).stdout
+
+    before = digests(copy, OUTPUTS)
+    run(["dvc", "push"], cwd=copy, env=env)
+    shutil.rmtree(copy / ".dvc" / "cache")
+    shutil.rmtree(copy / ".bentoml")
+    for name in OUTPUTS:
+        (copy / name).unlink()
+    run(["dvc", "pull"], cwd=copy, env=env)
+    assert digests(copy, OUTPUTS) == before
+
+    # A machine that never trained restores the exact model into its store.
+    imported = run([sys.executable, "-m", "iris_classifier.store"], cwd=copy, env=env)
+    tag = __import__("json").loads((copy / "models/model.json").read_text())["tag"]
+    assert f"{tag} is in the BentoML store" in imported.stdout
+    assert (copy / ".bentoml" / "models" / tag.replace(":", "/") / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_accuracy_gate_fails_the_evaluate_stage(project_copy, pipeline_ready):
+    copy, env = project_copy
+    params = (copy / "params.yaml").read_text().replace("min_accuracy: 0.9", "min_accuracy: 1.01")
+    (copy / "params.yaml").write_text(params)
+    result = run(["dvc", "repro"], cwd=copy, env=env, check=False)
+    assert result.returncode != 0
+    assert "below evaluate.min_accuracy 1.01" in result.stderr + result.stdout

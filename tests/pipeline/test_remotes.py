@@ -1,0 +1,89 @@
+"""Remotes: the Drive plugin gets as far as authenticating; missing credentials say what to set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run
+
+NO_NETWORK = shutil.which("unshare") and ["unshare", "--net"]
+
+
+def fake_service_account_key() -> str:
+    """A syntactically real key made on the spot: nothing secret, nothing committed."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "iris-test",
+            "private_key_id": "0" * 40,
+            "private_key": pem,
+            "client_email": "iris-test@iris-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
+
+
+def test_drive_plugin_imports_with_the_locked_crypto_stack():
+    # The trap in CI-MACHINE.md: pyOpenSSL 22 + cryptography 50 broke this import.
+    run([sys.executable, "-c", "from pydrive2.auth import GoogleAuth; import dvc_gdrive; from OpenSSL import crypto; crypto.sign"])
+
+
+@pytest.mark.skipif(not NO_NETWORK, reason="needs unshare to keep the attempt off the network")
+def test_fake_key_fails_at_authentication_not_at_import(project_copy):
+    copy, env = project_copy
+    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+    env = {**env, "GDRIVE_CREDENTIALS_DATA": fake_service_account_key()}
+    # A private network namespace: the token request cannot leave this process's loopback.
+    result = run([*NO_NETWORK, "dvc", "pull", "-r", "gdrive"], cwd=copy, env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "oauth2.googleapis.com" in output  # it signed a token request and tried to send it
+    for symptom in ("ImportError", "AttributeError", "GEN_EMAIL", "No module named", "has no attribute"):
+        assert symptom not in output
+    assert "BEGIN PRIVATE KEY" not in output
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        (None, "no Google Drive credentials: set GDRIVE_CREDENTIALS_DATA"),
+        ("not json at all", "$GDRIVE_CREDENTIALS_DATA is not valid JSON"),
+        ('{"type": "authorized_user"}', "lacks client_email, private_key"),
+        ('["a list"]', "is not a JSON object"),
+    ],
+)
+def test_make_pull_without_usable_credentials_says_what_to_set(project_copy, credentials, expected):
+    copy, env = project_copy
+    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+    env = {k: v for k, v in env.items() if k != "GDRIVE_CREDENTIALS_DATA"}
+    if credentials is not None:
+        env["GDRIVE_CREDENTIALS_DATA"] = credentials
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*") if ".git" not in p.parts)
+    result = run(["make", "-s", "pull", "DVC_REMOTE=gdrive", f"VENV={ROOT / '.venv'}"], cwd=copy, env=env, check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    if credentials:
+        assert credentials not in result.stdout + result.stderr  # the key is never echoed
+    after = sorted(p.relative_to(copy) for p in copy.rglob("*") if ".git" not in p.parts)
+    assert after == before
+
+
+def test_unset_drive_folder_names_the_make_target():
+    result = run([sys.executable, "-m", "iris_classifier.remote", "check", "gdrive"], check=False)
+    assert result.returncode == 2
+    assert "make gdrive-folder FOLDER_ID=" in result.stderr

@@ -73,8 +73,18 @@ gdrive-folder: install ## set the Google Drive folder of the `gdrive` remote: ma
 metrics: install ## show the metrics of the current run
 	dvc metrics show
 
-run: pipeline ## fresh clone -> pipeline -> model -> printed metrics
-	@$(PY) -c 'from iris_classifier.model import read_model_info; from iris_classifier.paths import MODEL_INFO; i = read_model_info(MODEL_INFO); print("run: model", i["tag"], "held-out accuracy", i["held_out_accuracy"])'
+run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http://HOST:PORT
+	@$(MAKE) --no-print-directory serve
+
+bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
+	@$(PY) -m iris_classifier.bento build
+
+serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
+	@echo "serve: API http://$(HOST):$(PORT)  (docs /docs, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui"
+	bentoml serve $$($(PY) -m iris_classifier.bento tag) --host $(HOST) --port $(PORT)
+
+bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
+	@$(PY) -m bench.model_latency
 
 test: install ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

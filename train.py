@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         export_model(tag, MODEL_EXPORT)
         info = {"tag": tag, **metadata, "params": params}
         write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", MODEL_INFO)
-    print(f"train: saved {tag} (held-out accuracy {metadata['held_out_accuracy']:.3f}, fast path {metadata['fast_path']})")
+    print(
+        f"train: saved {tag} (held-out accuracy {metadata['held_out_accuracy']:.3f}, fast path {metadata['fast_path']})"
+    )
     return 0
 
 

@@ -95,7 +95,9 @@ class Predictor:
         if self._session is None:
             return self.pipeline.predict_proba(rows)
         scaled = ((rows - self._mean) / self._scale).astype(np.float32)
-        return self._session.run(None, {self._input_name: scaled})[1]
+        probabilities = self._session.run(None, {self._input_name: scaled})[1].astype(np.float64)
+        # Tree votes are summed in float32; renormalize so each row sums to 1 in float64.
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def encode_species(names: Any) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +29,7 @@ Measurement = Annotated[
         le=MAX_MEASUREMENT_CM,
         allow_inf_nan=False,
         strict=True,
-        description=f"centimetres; a finite number > 0 and <= {MAX_MEASUREMENT_CM:g}",
+        description=f"in cm; a finite number > 0 and <= {MAX_MEASUREMENT_CM:g}",
     ),
 ]
 
@@ -39,7 +39,7 @@ EXAMPLE_FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, 
 class Flower(BaseModel):
     """Four measurements of one iris flower, in centimetres."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_FLOWER]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_FLOWER})
 
     sepal_length: Measurement
     sepal_width: Measurement
@@ -53,7 +53,7 @@ class Flower(BaseModel):
 class Prediction(BaseModel):
     """What the service answers for one flower."""
 
-    species: str = Field(description="one of " + ", ".join(SPECIES))
+    species: Literal[SPECIES] = Field(description="the most probable species")
     probabilities: dict[str, float] = Field(description="probability per species; they sum to 1")
     model_version: str = Field(description="tag of the model in the BentoML store")
     warnings: list[str] = Field(
@@ -64,9 +64,4 @@ class Prediction(BaseModel):
 
 def out_of_range_fields(row: list[float] | tuple[float, ...], ranges: dict[str, list[float]]) -> list[str]:
     """Names of the measurements that lie outside the [min, max] seen in training."""
-    return [
-        name
-        for name, value in zip(FEATURES, row, strict=True)
-        if not ranges[name][0] <= value <= ranges[name][1]
-    ]
-
+    return [name for name, value in zip(FEATURES, row, strict=True) if not ranges[name][0] <= value <= ranges[name][1]]

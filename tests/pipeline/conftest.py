@@ -44,5 +44,3 @@ def project_copy(tmp_path) -> tuple[Path, dict[str, str]]:
     copy = copy_project(tmp_path / "project")
     env = {**os.environ, "BENTOML_HOME": str(copy / ".bentoml")}
     return copy, env
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 
@@ -39,7 +38,13 @@ def fake_service_account_key() -> str:
 
 def test_drive_plugin_imports_with_the_locked_crypto_stack():
     # The trap in CI-MACHINE.md: pyOpenSSL 22 + cryptography 50 broke this import.
-    run([sys.executable, "-c", "from pydrive2.auth import GoogleAuth; import dvc_gdrive; from OpenSSL import crypto; crypto.sign"])
+    run(
+        [
+            sys.executable,
+            "-c",
+            "from pydrive2.auth import GoogleAuth; import dvc_gdrive; from OpenSSL import crypto; crypto.sign",
+        ]
+    )
 
 
 @pytest.mark.skipif(not NO_NETWORK, reason="needs unshare to keep the attempt off the network")

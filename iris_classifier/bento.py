@@ -1,0 +1,76 @@
+"""Build the Bento as iris_classifier:<git commit>, labelled with the served model's provenance."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from iris_classifier.model import read_model_info
+from iris_classifier.paths import MODEL_INFO, ROOT
+from iris_classifier.schema import MODEL_NAME
+from iris_classifier.store import ModelNotFoundError, ensure_model, git_commit
+
+
+def bento_tag() -> str:
+    """One Bento per commit; a dirty work tree gets its own `-dirty` version, rebuilt each time."""
+    return f"{MODEL_NAME}:{git_commit()}"
+
+
+def bento_exists(tag: str) -> bool:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.bentos.get(tag)
+    except NotFound:
+        return False
+    return True
+
+
+def build(*, force: bool = False) -> str:
+    import bentoml
+
+    tag = bento_tag()
+    if tag.endswith("unknown"):
+        raise SystemExit("bento: not a git checkout; the Bento is tagged with the git commit")
+    ensure_model()
+    if bento_exists(tag):
+        if not (force or tag.endswith("-dirty")):
+            print(f"bento: {tag} already built")
+            return tag
+        bentoml.bentos.delete(tag)
+    info = read_model_info(MODEL_INFO)
+    labels = {
+        "git_commit": info["git_commit"],
+        "model_tag": info["tag"],
+        "train_data_md5": info["train_data_md5"],
+        "held_out_accuracy": f"{info['held_out_accuracy']:.4f}",
+        "fast_path": info["fast_path"],
+    }
+    command = ["bentoml", "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
+    for key, value in labels.items():
+        command += ["--label", f"{key}={value}"]
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    print(f"bento: built {tag}")
+    return tag
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["build", "tag"])
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "tag":
+        print(bento_tag())
+        return 0
+    try:
+        build(force=args.force)
+    except ModelNotFoundError as error:
+        print(f"bento: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The BentoML service: a typed HTTP API over the model the pipeline stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
+from pydantic import Field
+
+from iris_classifier.model import Predictor
+from iris_classifier.schema import (
+    EXAMPLE_FLOWER,
+    FEATURES,
+    MAX_BATCH_FLOWERS,
+    SPECIES,
+    Flower,
+    Prediction,
+    out_of_range_fields,
+)
+from iris_classifier.service_support import MAX_BODY_BYTES, BodySizeLimit, model_tag_to_serve
+
+MODEL_TAG = model_tag_to_serve()
+
+predictions_total = Counter(
+    name="iris_predictions_total",
+    documentation="Flowers classified, by predicted species",
+    labelnames=["species"],
+)
+model_call_seconds = Histogram(
+    name="iris_model_call_seconds",
+    documentation="Time spent in the model call (one request, any number of flowers)",
+    buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0),
+)
+
+# Plain GET routes beside the typed APIs; mounted at "/", it only answers the paths it defines.
+web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+class FlowerBatch(bentoml.IODescriptor):
+    flowers: Annotated[
+        list[Flower],
+        Field(min_length=1, max_length=MAX_BATCH_FLOWERS, description=f"1 to {MAX_BATCH_FLOWERS} flowers"),
+    ]
+
+
+@bentoml.service(
+    name="iris_classifier",
+    workers=int(os.environ.get("IRIS_WORKERS", "1")),
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": os.environ.get("IRIS_ACCESS_LOG", "false") == "true"}},
+    http={"cors": {"enabled": False}},
+)
+@bentoml.asgi_app(web_app, path="/")
+class IrisClassifier:
+    """Classifies iris flowers from four measurements in cm."""
+
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.predictor = Predictor.from_dir(Path(self.model.path))
+        metadata = self.model.info.metadata
+        self.ranges: dict[str, list[float]] = metadata["feature_ranges_cm"]
+        self.version = str(self.model.tag)
+        self.info = {
+            "tag": self.version,
+            "backend": self.predictor.backend,
+            "git_commit": metadata["git_commit"],
+            "train_data_md5": metadata["train_data_md5"],
+            "params": json.loads(metadata["params"]),
+            "held_out_accuracy": metadata["held_out_accuracy"],
+            "metrics": metadata.get("metrics", {}),
+            "feature_ranges_cm": self.ranges,
+            "features": list(FEATURES),
+            "species": list(SPECIES),
+            "library_versions": metadata["library_versions"],
+            "created_at": self.model.info.creation_time.isoformat(),
+        }
+        self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
+        self.ready = True
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+    def _predict(self, rows: list[list[float]]) -> list[Prediction]:
+        started = time.perf_counter()
+        probabilities = self.predictor.predict_proba(np.array(rows, dtype=np.float64))
+        model_call_seconds.observe(time.perf_counter() - started)
+        results = []
+        for row, p in zip(rows, probabilities.tolist(), strict=True):
+            best = max(range(len(SPECIES)), key=p.__getitem__)
+            species = SPECIES[best]
+            predictions_total.labels(species=species).inc()
+            results.append(
+                Prediction(
+                    species=species,
+                    probabilities=dict(zip(SPECIES, p, strict=True)),
+                    model_version=self.version,
+                    warnings=out_of_range_fields(row, self.ranges),
+                )
+            )
+        return results
+
+    @bentoml.api(input_spec=Flower, output_spec=Prediction)
+    def classify(self, **flower: float) -> Prediction:
+        """One flower -> species, probabilities per species, model version, out-of-range warnings."""
+        return self._predict([[flower[name] for name in FEATURES]])[0]
+
+    @bentoml.api(input_spec=FlowerBatch)
+    def classify_batch(self, flowers: list[Flower]) -> list[Prediction]:
+        """Up to MAX_BATCH_FLOWERS flowers -> one prediction each, in the same order."""
+        return self._predict([flower.as_row() for flower in flowers])
+
+    @web_app.get("/model")
+    def model_card(self) -> dict[str, Any]:
+        """The served model: tag, git commit, training-data hash, params and training metrics."""
+        return self.info
+
+
+IrisClassifier.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

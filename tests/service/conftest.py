@@ -1,0 +1,32 @@
+"""Real servers for the service tests: the source service, and the built Bento."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run
+from tests.servers import Server
+
+
+@pytest.fixture(scope="session")
+def server(pipeline_ready, artifacts_dir):
+    """`bentoml serve service:IrisClassifier` from the work tree, on a free loopback port."""
+    process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-source.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def bento_tag(pipeline_ready) -> str:
+    import sys
+
+    run([sys.executable, "-m", "iris_classifier.bento", "build"])
+    return run([sys.executable, "-m", "iris_classifier.bento", "tag"]).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def bento_server(bento_tag, artifacts_dir):
+    """`bentoml serve iris_classifier:<commit>`: what the image will run."""
+    process = Server(bento_tag, log_path=artifacts_dir / "serve-bento.log").start()
+    yield process
+    process.stop()

@@ -1,0 +1,125 @@
+"""The HTTP API of a real `bentoml serve` process: the source service and the built Bento."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from iris_classifier.model import read_model_info
+from iris_classifier.params import load_params
+from iris_classifier.paths import MODEL_INFO, RAW_CSV
+from iris_classifier.schema import FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
+from tests.conftest import CANONICAL_FLOWERS, ROOT
+
+
+@pytest.fixture(scope="module", params=["source", "bento"])
+def url(request) -> str:
+    fixture = "server" if request.param == "source" else "bento_server"
+    return request.getfixturevalue(fixture).url
+
+
+def classify(url: str, body, **kwargs) -> requests.Response:
+    return requests.post(f"{url}/classify", json=body, timeout=10, **kwargs)
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_known_flower_gives_its_species(url, species):
+    response = classify(url, CANONICAL_FLOWERS[species])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["species"] == species
+    assert set(body["probabilities"]) == set(SPECIES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert max(body["probabilities"], key=body["probabilities"].get) == species
+    assert body["model_version"] == read_model_info(MODEL_INFO)["tag"]
+    assert body["warnings"] == []
+
+
+def test_valid_value_outside_training_range_is_predicted_with_a_warning(url):
+    ranges = requests.get(f"{url}/model", timeout=10).json()["feature_ranges_cm"]
+    flower = {**CANONICAL_FLOWERS["virginica"], "petal_length": ranges["petal_length"][1] + 3.0, "sepal_width": 0.5}
+    response = classify(url, flower)
+    assert response.status_code == 200
+    assert response.json()["warnings"] == ["sepal_width", "petal_length"]
+
+
+def test_batch_answers_in_request_order(url):
+    frame = pd.read_csv(RAW_CSV).sample(frac=1.0, random_state=3)
+    flowers = frame[list(FEATURES)].to_dict(orient="records")
+    response = requests.post(f"{url}/classify_batch", json={"flowers": flowers}, timeout=30)
+    assert response.status_code == 200
+    results = response.json()
+    assert len(results) == 150
+    assert classify(url, flowers[0]).json() == results[0]
+    predicted = [r["species"] for r in results]
+    accuracy = sum(p == t for p, t in zip(predicted, frame["species"], strict=True)) / 150
+    assert accuracy >= load_params("evaluate")["min_accuracy"]
+    # The same flowers one by one give the same answers in the same order.
+    assert predicted[:20] == [classify(url, f).json()["species"] for f in flowers[:20]]
+
+
+def test_batch_limit_is_enforced_with_a_4xx_naming_it(url):
+    flower = CANONICAL_FLOWERS["setosa"]
+    full = requests.post(f"{url}/classify_batch", json={"flowers": [flower] * MAX_BATCH_FLOWERS}, timeout=60)
+    assert full.status_code == 200 and len(full.json()) == MAX_BATCH_FLOWERS
+    over = requests.post(f"{url}/classify_batch", json={"flowers": [flower] * (MAX_BATCH_FLOWERS + 1)}, timeout=60)
+    assert 400 <= over.status_code < 500
+    assert str(MAX_BATCH_FLOWERS) in over.text and "flowers" in over.text
+    empty = requests.post(f"{url}/classify_batch", json={"flowers": []}, timeout=10)
+    assert empty.status_code == 400 and "flowers" in empty.text
+
+
+def test_model_endpoint_names_the_served_model(url):
+    info = requests.get(f"{url}/model", timeout=10).json()
+    recorded = read_model_info(MODEL_INFO)
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    train_md5 = next(d["md5"] for d in lock["stages"]["train"]["deps"] if d["path"] == "data/prepared/train.csv")
+    assert info["tag"] == recorded["tag"]
+    assert info["git_commit"] == recorded["git_commit"]
+    assert info["train_data_md5"] == train_md5
+    assert info["params"] == load_params("train")
+    assert info["held_out_accuracy"] == pytest.approx(
+        json.loads((ROOT / "reports/metrics.json").read_text())["held_out_accuracy"], abs=1e-6
+    )
+    assert info["backend"] == "onnx"
+    assert info["species"] == list(SPECIES) and info["features"] == list(FEATURES)
+
+
+def test_health_endpoints(url):
+    assert requests.get(f"{url}/livez", timeout=5).status_code == 200
+    assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? ([0-9.e+-]+)$", re.MULTILINE)
+    return sum(float(v) for found, v in pattern.findall(text) if labels in found)
+
+
+def test_metrics_count_predictions_per_species_and_time_the_model(url):
+    before = requests.get(f"{url}/metrics", timeout=5).text
+    for _ in range(3):
+        classify(url, CANONICAL_FLOWERS["virginica"])
+    classify(url, CANONICAL_FLOWERS["setosa"])
+    after = requests.get(f"{url}/metrics", timeout=5).text
+    counter = "iris_predictions_total"
+    assert (
+        metric_value(after, counter, 'species="virginica"') - metric_value(before, counter, 'species="virginica"') == 3
+    )
+    assert metric_value(after, counter, 'species="setosa"') - metric_value(before, counter, 'species="setosa"') == 1
+    count = "iris_model_call_seconds_count"
+    assert metric_value(after, count) - metric_value(before, count) == 4
+
+
+def test_openapi_documents_each_endpoint_with_an_example(url):
+    spec = requests.get(f"{url}/docs.json", timeout=5).json()
+    assert {"/classify", "/classify_batch", "/model", "/readyz", "/metrics"} <= set(spec["paths"])
+    flower = spec["components"]["schemas"]["Flower"]
+    assert flower["example"] == {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    bound = flower["properties"]["sepal_length"]
+    assert bound["exclusiveMinimum"] == 0 and bound["maximum"] == MAX_MEASUREMENT_CM
+    assert "cm" in bound["description"]

@@ -1,0 +1,54 @@
+"""The service class called in-process: the same answers as the stored model, without HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iris_classifier.model import Predictor
+from iris_classifier.paths import RAW_CSV
+from iris_classifier.schema import FEATURES, SPECIES, Flower
+from tests.conftest import CANONICAL_FLOWERS
+
+
+@pytest.fixture(scope="module")
+def service(pipeline_ready):
+    from service import IrisClassifier
+
+    return IrisClassifier()
+
+
+def test_service_loads_the_pipeline_model_once_with_the_fast_path(service, stored_model):
+    assert service.__is_ready__()
+    assert service.version == str(stored_model.tag)
+    assert service.predictor.backend == "onnx"
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_classify_in_process(service, species):
+    result = service.classify(**CANONICAL_FLOWERS[species])
+    assert result.species == species
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_batch_in_process_matches_the_sklearn_reference(service, stored_model):
+    frame = pd.read_csv(RAW_CSV)
+    flowers = [Flower(**row) for row in frame[list(FEATURES)].to_dict(orient="records")]
+    results = service.classify_batch(flowers=flowers)
+    reference = Predictor.from_dir(Path(stored_model.path), prefer="sklearn").predict_proba(
+        frame[list(FEATURES)].to_numpy()
+    )
+    assert [r.species for r in results] == [SPECIES[i] for i in reference.argmax(axis=1)]
+    served = np.array([[r.probabilities[s] for s in SPECIES] for r in results])
+    assert np.abs(served - reference).max() <= 0.02
+
+
+def test_out_of_range_fields_are_listed_in_feature_order(service):
+    ranges = service.ranges
+    flower = {name: ranges[name][1] + 1 for name in FEATURES}
+    assert service.classify(**flower).warnings == list(FEATURES)
+    inside = {name: (ranges[name][0] + ranges[name][1]) / 2 for name in FEATURES}
+    assert service.classify(**inside).warnings == []

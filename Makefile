@@ -29,7 +29,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean
+        demo bench bench-model loadtest gdrive-folder metrics clean browser
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,12 @@ bento: install ## build the Bento iris_classifier:<git commit> with the model's 
 serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
 	@echo "serve: API http://$(HOST):$(PORT)  (docs /docs, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui"
 	bentoml serve $$($(PY) -m iris_classifier.bento tag) --host $(HOST) --port $(PORT)
+
+demo: install ## the standalone Gradio demo on DEMO_PORT, calling the service at API_URL
+	$(PY) -m demo.app --api-url $(API_URL) --port $(DEMO_PORT)
+
+browser: ## install Debian's headless Chromium for the browser tests (needs root)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency

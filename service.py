@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from pydantic import Field
 
+from demo.app import build_demo
 from iris_classifier.model import Predictor
 from iris_classifier.schema import (
     EXAMPLE_FLOWER,
@@ -24,9 +25,10 @@ from iris_classifier.schema import (
     Prediction,
     out_of_range_fields,
 )
-from iris_classifier.service_support import MAX_BODY_BYTES, BodySizeLimit, model_tag_to_serve
+from iris_classifier.service_support import MAX_BODY_BYTES, BodySizeLimit, model_tag_to_serve, stored_model_metadata
 
 MODEL_TAG = model_tag_to_serve()
+MODEL_CARD = stored_model_metadata(MODEL_TAG)  # refuses to start, saying what to run, when the model is missing
 
 predictions_total = Counter(
     name="iris_predictions_total",
@@ -57,6 +59,10 @@ class FlowerBatch(bentoml.IODescriptor):
     logging={"access": {"enabled": os.environ.get("IRIS_ACCESS_LOG", "false") == "true"}},
     http={"cors": {"enabled": False}},
 )
+@bentoml.gradio.mount_gradio_app(
+    build_demo(api_url=None, ranges=MODEL_CARD["feature_ranges_cm"], defaults=MODEL_CARD["feature_medians_cm"]),
+    path="/ui",
+)
 @bentoml.asgi_app(web_app, path="/")
 class IrisClassifier:
     """Classifies iris flowers from four measurements in cm."""
@@ -77,6 +83,7 @@ class IrisClassifier:
             "held_out_accuracy": metadata["held_out_accuracy"],
             "metrics": metadata.get("metrics", {}),
             "feature_ranges_cm": self.ranges,
+            "feature_medians_cm": metadata["feature_medians_cm"],
             "features": list(FEATURES),
             "species": list(SPECIES),
             "library_versions": metadata["library_versions"],

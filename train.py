@@ -99,6 +99,7 @@ def train(
         "feature_ranges_cm": {
             name: [float(train_rows[name].min()), float(train_rows[name].max())] for name in FEATURES
         },
+        "feature_medians_cm": {name: float(train_rows[name].median()) for name in FEATURES},
         "params": json.dumps(params, sort_keys=True),
         "held_out_accuracy": held_out_accuracy,
         "git_commit": commit,

@@ -33,7 +33,13 @@ Measurement = Annotated[
     ),
 ]
 
-EXAMPLE_FLOWER = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+# Fisher's first flower of each species (rows 0, 50 and 100 of the dataset): docs, demo and tests use them.
+EXAMPLE_FLOWERS: dict[str, dict[str, float]] = {
+    "setosa": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+    "versicolor": {"sepal_length": 7.0, "sepal_width": 3.2, "petal_length": 4.7, "petal_width": 1.4},
+    "virginica": {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
+}
+EXAMPLE_FLOWER = EXAMPLE_FLOWERS["setosa"]
 
 
 class Flower(BaseModel):

@@ -30,6 +30,20 @@ def model_tag_to_serve() -> str:
         ) from None
 
 
+def stored_model_metadata(tag: str) -> dict[str, Any]:
+    """The model's metadata from the BentoML store, or exit with what to run to get the model."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return dict(bentoml.models.get(tag).info.metadata)
+    except NotFound:
+        raise SystemExit(
+            f"model {tag} is not in the BentoML store ({os.environ.get('BENTOML_HOME', '~/bentoml')}): "
+            "run `make pipeline` to train it, or `make model-import` after `dvc pull`"
+        ) from None
+
+
 class BodyTooLarge(BentoMLException):
     """A chunked body grew past the limit (BentoML answers it with this status and message)."""
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from iris_classifier.schema import EXAMPLE_FLOWERS
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -25,12 +27,7 @@ os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
 
 ARTIFACTS = ROOT / "test-artifacts"
 
-CANONICAL_FLOWERS = {
-    # Fisher's first flower of each species (rows 0, 50 and 100 of the dataset).
-    "setosa": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
-    "versicolor": {"sepal_length": 7.0, "sepal_width": 3.2, "petal_length": 4.7, "petal_width": 1.4},
-    "virginica": {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
-}
+CANONICAL_FLOWERS = EXAMPLE_FLOWERS
 
 
 def run(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True):
@@ -67,3 +64,13 @@ def model_info(pipeline_ready) -> dict:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def server(pipeline_ready, artifacts_dir):
+    """`bentoml serve service:IrisClassifier` from the work tree, on a free loopback port."""
+    from tests.servers import Server
+
+    process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-source.log").start()
+    yield process
+    process.stop()

@@ -9,14 +9,6 @@ from tests.servers import Server
 
 
 @pytest.fixture(scope="session")
-def server(pipeline_ready, artifacts_dir):
-    """`bentoml serve service:IrisClassifier` from the work tree, on a free loopback port."""
-    process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-source.log").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="session")
 def bento_tag(pipeline_ready) -> str:
     import sys
 

@@ -87,6 +87,7 @@ def test_model_endpoint_names_the_served_model(url):
         json.loads((ROOT / "reports/metrics.json").read_text())["held_out_accuracy"], abs=1e-6
     )
     assert info["backend"] == "onnx"
+    assert set(info["feature_medians_cm"]) == set(FEATURES)
     assert info["species"] == list(SPECIES) and info["features"] == list(FEATURES)
 
 

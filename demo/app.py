@@ -1,0 +1,206 @@
+"""The Gradio demo: a client of the classifier's HTTP API, standalone or mounted by the service at /ui."""
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import requests
+
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, SPECIES
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_API_URL = "http://127.0.0.1:3000"
+API_URL_ENV = "IRIS_API_URL"
+TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one Classify click produced, ready to show."""
+
+    headline: str
+    probabilities: dict[str, float] | None
+    model_version: str
+    warning: str
+    field_errors: dict[str, str]
+    status: str
+
+
+def service_down_message(api_url: str) -> str:
+    return (
+        f"**The classifier service at {api_url} is not answering.** "
+        "Start it with `make serve` (or `make run` on a fresh clone), then click Classify again."
+    )
+
+
+def field_errors_from(body: Any) -> tuple[dict[str, str], str]:
+    """Map the service's 400 detail to {field: message}; the rest becomes a general message."""
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    details = body.get("detail", []) if isinstance(body, dict) else []
+    for item in details if isinstance(details, list) else []:
+        location = item.get("loc") or []
+        message = str(item.get("msg", "invalid value"))
+        if location and location[-1] in FEATURES:
+            errors.setdefault(location[-1], f"{FEATURE_LABELS[location[-1]]}: {message}")
+        else:
+            general.append(message)
+    if not errors and not general:
+        general.append(str(body.get("error", body)) if isinstance(body, dict) else str(body))
+    return errors, "; ".join(general)
+
+
+def classify_over_http(api_url: str, values: list[Any]) -> Outcome:
+    """POST the four measurements to /classify and turn any answer (or none) into an Outcome."""
+    flower = dict(zip(FEATURES, values, strict=True))
+    try:
+        response = requests.post(f"{api_url}/classify", json=flower, timeout=TIMEOUT_S)
+    except requests.RequestException:
+        return Outcome("", None, "", "", {}, service_down_message(api_url))
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    if 400 <= response.status_code < 500:
+        errors, general = field_errors_from(body)
+        status = "**The service refused these measurements.**" + (f" {general}" if general else "")
+        return Outcome("", None, "", "", errors, status)
+    if response.status_code != 200:
+        return Outcome("", None, "", "", {}, f"**The service answered HTTP {response.status_code}.** Try again.")
+    probabilities = body["probabilities"]
+    species = body["species"]
+    warning = ""
+    if body.get("warnings"):
+        names = ", ".join(FEATURE_LABELS[name] for name in body["warnings"])
+        warning = f"Outside the range seen in training: {names}. The prediction is less certain."
+    return Outcome(
+        headline=f"## {species} ({probabilities[species]:.0%})",
+        probabilities=probabilities,
+        model_version=body["model_version"],
+        warning=warning,
+        field_errors={},
+        status="",
+    )
+
+
+def api_url_of(request: gr.Request | None, configured: str | None) -> str:
+    """The configured URL, or (mounted in the service) the loopback address of the server we run in."""
+    if configured:
+        return configured.rstrip("/")
+    scope = getattr(getattr(request, "request", None), "scope", None) or {}
+    server = scope.get("server")
+    if server:
+        return f"http://127.0.0.1:{server[1]}"
+    return DEFAULT_API_URL
+
+
+def build_demo(*, api_url: str | None, ranges: dict[str, list[float]], defaults: dict[str, float]) -> gr.Blocks:
+    """Four measurements in, species, probabilities, model version and warnings out."""
+    with gr.Blocks(title="Iris species classifier", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# Iris species classifier\n"
+            "Enter the four measurements of one flower, in centimetres, and click **Classify**."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=300):
+                inputs, error_boxes = [], []
+                for name in FEATURES:
+                    low, high = ranges[name]
+                    inputs.append(
+                        gr.Number(
+                            value=defaults[name],
+                            label=FEATURE_LABELS[name],
+                            info=f"seen in training: {low:g} to {high:g} cm",
+                            elem_id=f"input-{name}",
+                        )
+                    )
+                    error_boxes.append(gr.Markdown("", visible=False, elem_id=f"error-{name}"))
+                button = gr.Button("Classify", variant="primary", elem_id="classify")
+                gr.Examples(
+                    examples=[[EXAMPLE_FLOWERS[s][name] for name in FEATURES] for s in SPECIES],
+                    example_labels=list(SPECIES),
+                    inputs=inputs,
+                    label="One flower of each species (Fisher, 1936)",
+                )
+            with gr.Column(min_width=300):
+                status = gr.Markdown("", elem_id="status")
+                headline = gr.Markdown("", elem_id="species")
+                chart = gr.Label(label="Probability per species", num_top_classes=len(SPECIES), elem_id="chart")
+                warning = gr.Markdown("", elem_id="warning")
+                version = gr.Textbox(label="Model version", interactive=False, elem_id="model-version")
+                gr.Markdown("**What the measurements mean**")
+                gr.Image(
+                    str(ASSETS / "iris-parts.svg"),
+                    show_label=False,
+                    show_download_button=False,
+                    show_fullscreen_button=False,
+                    interactive=False,
+                    container=True,
+                )
+
+        # Gradio injects the request by the annotation, so it must be a real type (no postponed annotations).
+        def on_classify(
+            sepal_length: Any, sepal_width: Any, petal_length: Any, petal_width: Any, request: gr.Request
+        ) -> list[Any]:
+            values = [sepal_length, sepal_width, petal_length, petal_width]
+            outcome = classify_over_http(api_url_of(request, api_url), values)
+            boxes = [
+                gr.update(value=f"⚠ {outcome.field_errors[name]}", visible=True)
+                if name in outcome.field_errors
+                else gr.update(value="", visible=False)
+                for name in FEATURES
+            ]
+            return [
+                outcome.status,
+                outcome.headline,
+                outcome.probabilities,
+                outcome.warning,
+                outcome.model_version,
+                *boxes,
+            ]
+
+        button.click(
+            on_classify,
+            inputs=inputs,
+            outputs=[status, headline, chart, warning, version, *error_boxes],
+            api_name="classify",
+        )
+    return demo
+
+
+def model_card(api_url: str) -> dict[str, Any] | None:
+    try:
+        response = requests.get(f"{api_url}/model", timeout=TIMEOUT_S)
+        return response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def standalone(api_url: str) -> gr.Blocks:
+    """Ranges and defaults from the running model; from the bundled dataset when the service is down."""
+    card = model_card(api_url)
+    if card:
+        ranges, defaults = card["feature_ranges_cm"], card["feature_medians_cm"]
+    else:
+        from iris_classifier.data import reference_medians, reference_ranges
+
+        ranges, defaults = reference_ranges(), reference_medians()
+    return build_demo(api_url=api_url, ranges=ranges, defaults=defaults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--api-url", default=os.environ.get(API_URL_ENV, DEFAULT_API_URL))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    print(f"demo: calling the service at {args.api_url}; open http://{args.host}:{args.port}")
+    standalone(args.api_url.rstrip("/")).launch(server_name=args.host, server_port=args.port, show_api=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Headless Chromium (Debian's) driven by Playwright, and a standalone demo with its own service."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.servers import DemoProcess, Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is not installed: run `make browser` (or .ci/run, which installs it)")
+    with sync_playwright() as playwright:
+        # Playwright gives each launch a new empty profile directory of its own.
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    yield page
+    page.close()
+
+
+@pytest.fixture()
+def own_service(pipeline_ready, artifacts_dir):
+    """A service this test may stop and restart (the shared one stays up for the others)."""
+    process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-demo-own.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_demo(server, artifacts_dir):
+    """`python -m demo.app` against the shared service."""
+    demo = DemoProcess(api_url=server.url, log_path=artifacts_dir / "demo.log").start()
+    yield demo
+    demo.stop()
+
+
+@pytest.fixture()
+def own_demo(own_service, artifacts_dir):
+    """A standalone demo whose service the test stops and starts (the demo itself starts first)."""
+    demo = DemoProcess(api_url=own_service.url, log_path=artifacts_dir / "demo-own.log").start()
+    yield demo
+    demo.stop()

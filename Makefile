@@ -29,7 +29,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean browser
+        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -83,6 +83,24 @@ serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
 	@echo "serve: API http://$(HOST):$(PORT)  (docs /docs, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui"
 	bentoml serve $$($(PY) -m iris_classifier.bento tag) --host $(HOST) --port $(PORT)
 
+image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
+	@$(PY) -m ops.image build
+
+run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT; waits for /readyz
+	@$(PY) -m ops.image run --port $(PORT)
+
+stop-image: install ## remove this project's container (by name)
+	@$(PY) -m ops.image stop
+
+smoke: install ## smoke-test a running service at URL: a flower per species, /ui, /model names the commit
+	@$(PY) -m ops.smoke --url $(or $(URL),$(API_URL)) --commit $(GIT_COMMIT)
+
+docker-engine: ## start a Docker engine if none runs (CI machine: no bridge, host networking); stop with docker-engine-stop
+	@ops/dockerd.sh start
+
+docker-engine-stop: ## stop the Docker engine that docker-engine started (by its pid)
+	@ops/dockerd.sh stop
+
 demo: install ## the standalone Gradio demo on DEMO_PORT, calling the service at API_URL
 	$(PY) -m demo.app --api-url $(API_URL) --port $(DEMO_PORT)
 
@@ -98,6 +116,9 @@ test: install ## run the whole test suite
 lint: install ## ruff lint and format check
 	ruff check .
 	ruff format --check .
+
+lint-jenkinsfile: ## parse and lint the Jenkinsfile with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
+	cd ops/groovy-lint && npm ci --no-audit --no-fund --silent && npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile
 
 format: install ## apply ruff format and safe fixes
 	ruff check --fix .

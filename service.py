@@ -127,7 +127,10 @@ class IrisClassifier:
     @web_app.get("/model")
     def model_card(self) -> dict[str, Any]:
         """The served model: tag, git commit, training-data hash, params and training metrics."""
-        return self.info
+        from bentoml._internal.context import server_context
+
+        # The Bento's version is the commit it was built from (None when serving the work tree).
+        return {**self.info, "bento_commit": server_context.bento_version}
 
 
 IrisClassifier.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

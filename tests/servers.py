@@ -49,7 +49,11 @@ class Server:
             start_new_session=True,  # its own process group, so stop() ends its workers too
         )
         if wait_ready:
-            self.wait_ready(wait_ready)
+            try:
+                self.wait_ready(wait_ready)
+            except BaseException:
+                self.stop()  # never leave a half-started server behind
+                raise
         return self
 
     def wait_ready(self, timeout: float) -> float:
@@ -114,6 +118,7 @@ class DemoProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
+        self.stop()
         raise TimeoutError(f"demo not up after {timeout} s")
 
     def stop(self) -> None:

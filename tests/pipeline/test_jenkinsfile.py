@@ -1,0 +1,58 @@
+"""The Jenkinsfile is thin: the original stages, one existing make target each, the key never echoed."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT, run
+
+JENKINSFILE = (ROOT / "Jenkinsfile").read_text()
+STAGES = [
+    "Checkout",
+    "Install requirements",
+    "Pull DVC data",
+    "Run tests",
+    "Build image",
+    "Run container",
+    "Smoke test",
+]
+
+
+def stage_bodies() -> dict[str, str]:
+    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_stages_are_the_original_pipeline_in_order():
+    assert list(stage_bodies()) == STAGES
+
+
+def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
+    makefile_targets = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    for name, body in stage_bodies().items():
+        steps = body.split("post {")[0]
+        targets = re.findall(r"sh '\s*make ([a-z-]+)", steps)
+        if name == "Checkout":
+            assert targets == [] and "checkout scm" in steps
+            continue
+        assert len(targets) == 1, f"stage {name!r} calls {targets}"
+        assert targets[0] in makefile_targets, f"stage {name!r} calls missing target {targets[0]}"
+        # make itself agrees the target exists (dry run: nothing is executed).
+        assert run(["make", "-n", targets[0]], check=False).returncode == 0
+
+
+def test_drive_key_is_bound_from_credentials_and_never_interpolated_by_groovy():
+    pull = stage_bodies()["Pull DVC data"]
+    assert re.search(r"withCredentials\(\[string\(credentialsId: '[^']+',\s*variable: 'GDRIVE_CREDENTIALS_DATA'\)\]\)", pull)
+    assert 'sh "' not in JENKINSFILE  # double-quoted sh would let Groovy expand secrets into the log
+    assert "echo $GDRIVE" not in JENKINSFILE and "${GDRIVE" not in JENKINSFILE
+    assert "choice(name: 'DVC_REMOTE'" in JENKINSFILE and 'DVC_REMOTE="$DVC_REMOTE"' in pull
+
+
+def test_tests_publish_junit_and_the_build_is_guarded():
+    tests = stage_bodies()["Run tests"]
+    assert "--junitxml=test-artifacts/junit.xml" in tests
+    assert re.search(r"post \{\s*always \{\s*junit [^\n]*test-artifacts/junit.xml", tests)
+    for option in ("disableConcurrentBuilds()", "githubPush()", "timeout(time:"):
+        assert option in JENKINSFILE
+    assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")

@@ -29,7 +29,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile
+        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -110,8 +110,11 @@ browser: ## install Debian's headless Chromium for the browser tests (needs root
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency
 
-test: install ## run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install ## run the whole test suite (the container tests run separately: test-image)
+	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
+
+test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
+	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
 
 lint: install ## ruff lint and format check
 	ruff check .

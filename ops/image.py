@@ -1,8 +1,8 @@
 """Build the image iris-classifier:<git commit> from the Bento, and run it as this project's container.
 
-    python -m ops.image build               bentoml containerize, with OCI labels
-    python -m ops.image run --port 3000     replace this project's container (by name), wait for /readyz
-    python -m ops.image stop                remove this project's container (by name), nothing else
+python -m ops.image build               bentoml containerize, with OCI labels
+python -m ops.image run --port 3000     replace this project's container (by name), wait for /readyz
+python -m ops.image stop                remove this project's container (by name), nothing else
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,16 +31,14 @@ SOURCE = "https://github.com/example/iris-classifier"
 
 def docker(*args: str, check: bool = True, capture: bool = False, timeout: float | None = None):
     try:
-        return subprocess.run(
-            ["docker", *args], check=check, capture_output=capture, text=True, timeout=timeout
-        )
+        return subprocess.run(["docker", *args], check=check, capture_output=capture, text=True, timeout=timeout)
     except FileNotFoundError:
-        raise SystemExit("image: no docker client; run `ops/dockerd.sh start` (installs and starts an engine)") from None
+        raise SystemExit("image: no docker client; run `make docker-engine` (installs and starts one)") from None
 
 
 def require_engine() -> None:
     if docker("info", check=False, capture=True).returncode != 0:
-        raise SystemExit("image: no Docker engine answers; run `ops/dockerd.sh start` (or start Docker)")
+        raise SystemExit("image: no Docker engine answers; run `make docker-engine` (or start Docker)")
 
 
 def ensure_base_image() -> str:
@@ -83,7 +82,9 @@ def build() -> str:
         command += ["--opt", f"label={key}={value}"]
     started = time.monotonic()
     # The classic builder: BuildKit's own image pulls need a registry this machine may not reach.
-    subprocess.run(command, check=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}, cwd=ROOT)
+    # cwd: BentoML only reads a Dockerfile template below the working directory, and it copies the
+    # Bento to a build context under the system temp dir.
+    subprocess.run(command, check=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}, cwd=tempfile.gettempdir())
     print(f"image: built {image_tag(commit)} in {time.monotonic() - started:.0f} s (base image: {base})")
     return image_tag(commit)
 

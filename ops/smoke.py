@@ -23,7 +23,8 @@ def check(url: str, commit: str | None) -> list[str]:
     try:
         ready = requests.get(f"{url}/readyz", timeout=5)
     except requests.RequestException as error:
-        raise SmokeFailure(f"{url} is not answering ({type(error).__name__}); is it running? (`make run-image`)") from None
+        name = type(error).__name__
+        raise SmokeFailure(f"{url} is not answering ({name}); is it running? (`make run-image`)") from None
     if ready.status_code != 200:
         raise SmokeFailure(f"{url}/readyz answered {ready.status_code}: the model is not loaded yet")
     for species, flower in EXAMPLE_FLOWERS.items():

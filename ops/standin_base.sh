@@ -18,6 +18,6 @@ tar -C "$rootfs" -c . | docker import \
   --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
   --change 'ENV UV_NATIVE_TLS=1' \
   --change 'ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt' \
-  --change 'LABEL org.opencontainers.image.description=stand-in for python:3.11-slim built offline from Debian bookworm' \
+  --change 'LABEL org.opencontainers.image.description="stand-in for python:3.11-slim, built offline from Debian bookworm"' \
   - "$image" >/dev/null
 echo "standin: tagged $image"

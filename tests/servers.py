@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +34,28 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
+    home: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def private_home(self) -> str:
+        """A BentoML home of its own that shares the project's model and Bento stores.
+
+        `bentoml serve` wipes $BENTOML_HOME/prometheus_multiproc_dir when it starts, which would
+        freeze the metrics of any other server running on the same home.
+        """
+        shared = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml"))
+        home = Path(tempfile.mkdtemp(prefix="bentoml-home-"))
+        for store in ("models", "bentos"):
+            (shared / store).mkdir(parents=True, exist_ok=True)
+            (home / store).symlink_to(shared / store)
+        return str(home)
+
     def start(self, *, wait_ready: float = 90.0, extra_args: tuple[str, ...] = ()) -> Server:
-        env = {**os.environ, **self.env}
+        self.home = self.home or self.private_home()
+        env = {**os.environ, "BENTOML_HOME": self.home, **self.env}
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [BENTOML, "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
@@ -75,15 +92,17 @@ class Server:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+    def stop(self, *, keep_home: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if self.home and not keep_home:
+            shutil.rmtree(self.home, ignore_errors=True)  # removes the links, never the shared stores
+            self.home = None
 
 
 @dataclass

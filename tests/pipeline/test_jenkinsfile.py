@@ -43,7 +43,8 @@ def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
 
 def test_drive_key_is_bound_from_credentials_and_never_interpolated_by_groovy():
     pull = stage_bodies()["Pull DVC data"]
-    assert re.search(r"withCredentials\(\[string\(credentialsId: '[^']+',\s*variable: 'GDRIVE_CREDENTIALS_DATA'\)\]\)", pull)
+    binding = r"withCredentials\(\[string\(credentialsId: '[^']+',\s*variable: 'GDRIVE_CREDENTIALS_DATA'\)\]\)"
+    assert re.search(binding, pull)
     assert 'sh "' not in JENKINSFILE  # double-quoted sh would let Groovy expand secrets into the log
     assert "echo $GDRIVE" not in JENKINSFILE and "${GDRIVE" not in JENKINSFILE
     assert "choice(name: 'DVC_REMOTE'" in JENKINSFILE and 'DVC_REMOTE="$DVC_REMOTE"' in pull

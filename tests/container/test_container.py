@@ -1,0 +1,102 @@
+"""The running image (make run-image): labels, non-root user, health check, restart after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+import requests
+
+from iris_classifier.model import read_model_info
+from iris_classifier.paths import MODEL_INFO
+from iris_classifier.schema import EXAMPLE_FLOWERS
+from iris_classifier.store import git_commit
+
+pytestmark = pytest.mark.container
+
+URL = os.environ.get("IRIS_CONTAINER_URL", "http://127.0.0.1:3000")
+CONTAINER = os.environ.get("CONTAINER", "iris-classifier")
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def container() -> dict:
+    try:
+        return json.loads(docker("inspect", CONTAINER))[0]
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.fail(f"no container {CONTAINER}: run `make image run-image` first")
+
+
+@pytest.fixture(scope="module")
+def image(container) -> dict:
+    return json.loads(docker("image", "inspect", container["Image"]))[0]
+
+
+def test_image_is_tagged_with_the_commit_and_carries_oci_labels(container, image):
+    commit = git_commit()
+    assert f"iris-classifier:{commit}" in image["RepoTags"]
+    labels = image["Config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == commit
+    datetime.strptime(labels["org.opencontainers.image.created"], "%Y-%m-%dT%H:%M:%SZ")
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    info = read_model_info(MODEL_INFO)
+    assert labels["ai.iris.model.tag"] == info["tag"]
+    assert float(labels["ai.iris.model.held_out_accuracy"]) == pytest.approx(info["held_out_accuracy"], abs=1e-4)
+
+
+def test_runs_as_a_non_root_user(container, image):
+    assert image["Config"]["User"] not in ("", "root", "0")
+    assert docker("exec", CONTAINER, "id", "-u") != "0"
+
+
+def test_health_check_turns_healthy_on_readyz(container, image):
+    assert "readyz" in " ".join(image["Config"]["Healthcheck"]["Test"])
+    deadline = time.monotonic() + 150
+    status = ""
+    while time.monotonic() < deadline:
+        status = docker("inspect", "--format", "{{.State.Health.Status}}", CONTAINER)
+        if status == "healthy":
+            break
+        time.sleep(2)
+    assert status == "healthy"
+
+
+def test_model_card_names_the_running_commit(container):
+    card = requests.get(f"{URL}/model", timeout=10).json()
+    assert card["bento_commit"] == git_commit()
+    assert card["tag"] == read_model_info(MODEL_INFO)["tag"]
+
+
+def test_restart_policy_brings_a_killed_service_back(container):
+    assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    pid = docker("inspect", "--format", "{{.State.Pid}}", CONTAINER)
+    restarts = int(docker("inspect", "--format", "{{.RestartCount}}", CONTAINER))
+    os.kill(int(pid), 9)  # the container's own main process, found by its name above
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:  # the restart policy starts a new main process
+        new_pid = docker("inspect", "--format", "{{.State.Pid}}", CONTAINER)
+        if new_pid not in (pid, "0"):
+            break
+        time.sleep(0.2)
+    assert int(docker("inspect", "--format", "{{.RestartCount}}", CONTAINER)) == restarts + 1
+    answers_before_ready = []
+    while time.monotonic() < deadline:
+        try:
+            ready = requests.get(f"{URL}/readyz", timeout=2).status_code == 200
+        except requests.RequestException:
+            ready = False
+        if ready:
+            break
+        answers_before_ready.append(ready)
+        time.sleep(0.2)
+    # While the new process loads the model, /readyz is not 200 (refused or 503), then it is.
+    assert answers_before_ready
+    response = requests.post(f"{URL}/classify", json=EXAMPLE_FLOWERS["virginica"], timeout=10)
+    assert response.json()["species"] == "virginica"

@@ -13,6 +13,8 @@ import numpy as np
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from pydantic import Field
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from demo.app import build_demo
 from iris_classifier.model import Predictor
@@ -25,7 +27,14 @@ from iris_classifier.schema import (
     Prediction,
     out_of_range_fields,
 )
-from iris_classifier.service_support import MAX_BODY_BYTES, BodySizeLimit, model_tag_to_serve, stored_model_metadata
+from iris_classifier.service_support import (
+    MAX_BODY_BYTES,
+    BodySizeLimit,
+    JsonOnly,
+    OpenAPI30Fixes,
+    model_tag_to_serve,
+    stored_model_metadata,
+)
 
 MODEL_TAG = model_tag_to_serve()
 MODEL_CARD = stored_model_metadata(MODEL_TAG)  # refuses to start, saying what to run, when the model is missing
@@ -134,3 +143,11 @@ class IrisClassifier:
 
 
 IrisClassifier.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
+IrisClassifier.add_asgi_middleware(JsonOnly)
+# The UI's Gradio routes are not part of this API. BentoML documents every mounted FastAPI app, so
+# the Gradio app is wrapped in a plain Starlette app: same routes served, none in /docs.json.
+IrisClassifier.mount_apps[:] = [
+    (Starlette(routes=[Mount("/", app=app)]) if name == "gradio_ui" else app, path, name)
+    for app, path, name in IrisClassifier.mount_apps
+]

@@ -57,18 +57,24 @@ CASES = {
     "empty body": (b"", JSON, 400, ["sepal_length", "petal_width", "Field required"]),
     "top-level array": (b"[5.1, 3.5, 1.4, 0.2]", JSON, 400, ["object"]),
     "top-level string": (b'"setosa"', JSON, 400, ["object"]),
-    "plain text content type": (b"sepal_length=5.1", {"Content-Type": "text/plain"}, 400, ["Invalid JSON"]),
+    "plain text content type": (b"sepal_length=5.1", {"Content-Type": "text/plain"}, 415, ["application/json"]),
+    "multipart without boundary": (
+        json.dumps(GOOD).encode(),
+        {"Content-Type": "multipart/form-data"},
+        415,
+        ["'multipart/form-data' is not accepted"],
+    ),
     "pickle payload": (
         pickle.dumps(GOOD),
         {"Content-Type": "application/vnd.bentoml+pickle"},
         415,
-        ["pickle is not allowed"],
+        ["'application/vnd.bentoml+pickle' is not accepted"],
     ),
     "form payload": (
         b"sepal_length=5.1&sepal_width=3.5",
         {"Content-Type": "application/x-www-form-urlencoded"},
-        400,
-        ["petal_length", "Field required"],
+        415,
+        ["application/json"],
     ),
     "oversized body": (b'{"pad": "' + b"x" * (3 * 1024 * 1024) + b'"}', JSON, 413, ["limit"]),
 }

@@ -122,5 +122,8 @@ def test_openapi_documents_each_endpoint_with_an_example(url):
     flower = spec["components"]["schemas"]["Flower"]
     assert flower["example"] == {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     bound = flower["properties"]["sepal_length"]
-    assert bound["exclusiveMinimum"] == 0 and bound["maximum"] == MAX_MEASUREMENT_CM
+    # OpenAPI 3.0 form of "> 0 and <= 50".
+    assert bound["minimum"] == 0 and bound["exclusiveMinimum"] is True
+    assert bound["maximum"] == MAX_MEASUREMENT_CM and "exclusiveMaximum" not in bound
+    assert not [path for path in spec["paths"] if path.startswith("/ui")]  # the UI is not part of the API
     assert "cm" in bound["description"]

@@ -1,0 +1,76 @@
+"""Limits: oversized bodies and batches are refused quickly; a stalled client does not block others."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import requests
+
+from iris_classifier.schema import EXAMPLE_FLOWERS, MAX_BATCH_FLOWERS
+from iris_classifier.service_support import MAX_BODY_BYTES
+
+FLOWER = EXAMPLE_FLOWERS["setosa"]
+
+
+def still_serving(url: str) -> bool:
+    return requests.post(f"{url}/classify", json=FLOWER, timeout=5).json()["species"] == "setosa"
+
+
+def test_a_5_mb_body_is_refused_quickly(server):
+    body = json.dumps({"flowers": [FLOWER] * 60_000}).encode()
+    assert len(body) > 5_000_000
+    started = time.monotonic()
+    response = requests.post(
+        f"{server.url}/classify_batch", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 413
+    assert f"limit of {MAX_BODY_BYTES} bytes" in response.text
+    assert time.monotonic() - started < 5
+    assert still_serving(server.url)
+
+
+def test_a_chunked_body_over_the_limit_is_refused(server):
+    def chunks():
+        for _ in range(40):
+            yield b" " * 100_000  # 4 MB without a Content-Length
+
+    response = requests.post(
+        f"{server.url}/classify", data=chunks(), headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 413
+    assert "limit" in response.text
+    assert still_serving(server.url)
+
+
+def test_a_200000_flower_batch_is_refused_quickly(server):
+    body = json.dumps({"flowers": [FLOWER] * 200_000}, separators=(",", ":")).encode()
+    started = time.monotonic()
+    response = requests.post(
+        f"{server.url}/classify_batch", data=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert 400 <= response.status_code < 500
+    assert time.monotonic() - started < 5
+    assert still_serving(server.url)
+
+
+def test_the_batch_limit_is_reached_before_the_body_limit():
+    # A full batch of compact flowers must fit the body limit, or the documented batch limit is a lie.
+    full = json.dumps({"flowers": [{k: 10.55 for k in FLOWER}] * MAX_BATCH_FLOWERS}).encode()
+    assert len(full) < MAX_BODY_BYTES
+
+
+def test_a_stalled_client_does_not_block_another(server):
+    host, port = "127.0.0.1", server.port
+    stalled = socket.create_connection((host, port), timeout=10)
+    try:
+        stalled.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"sepal_length": '
+        )  # ... and never the rest
+        started = time.monotonic()
+        assert still_serving(server.url)
+        assert time.monotonic() - started < 2
+    finally:
+        stalled.close()

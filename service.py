@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import time
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+import orjson
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from pydantic import Field
 from starlette.applications import Starlette
+from starlette.responses import Response
 from starlette.routing import Mount
 
 from demo.app import build_demo
@@ -25,13 +28,13 @@ from iris_classifier.schema import (
     SPECIES,
     Flower,
     Prediction,
-    out_of_range_fields,
 )
 from iris_classifier.service_support import (
     MAX_BODY_BYTES,
     BodySizeLimit,
     JsonOnly,
     OpenAPI30Fixes,
+    freeze_heap,
     model_tag_to_serve,
     stored_model_metadata,
 )
@@ -50,7 +53,15 @@ model_call_seconds = Histogram(
     buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0),
 )
 
+
 # Plain GET routes beside the typed APIs; mounted at "/", it only answers the paths it defines.
+MEASUREMENTS_OF = operator.attrgetter(*FEATURES)  # Flower -> (sepal_length, ..., petal_width)
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+
 web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -82,6 +93,8 @@ class IrisClassifier:
         self.predictor = Predictor.from_dir(Path(self.model.path))
         metadata = self.model.info.metadata
         self.ranges: dict[str, list[float]] = metadata["feature_ranges_cm"]
+        self.low = np.array([self.ranges[name][0] for name in FEATURES])
+        self.high = np.array([self.ranges[name][1] for name in FEATURES])
         self.version = str(self.model.tag)
         self.info = {
             "tag": self.version,
@@ -99,39 +112,50 @@ class IrisClassifier:
             "created_at": self.model.info.creation_time.isoformat(),
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
+        freeze_heap()
         self.ready = True
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    def _predict(self, rows: list[list[float]]) -> list[Prediction]:
+    def _results(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Predictions for rows of cm, as plain dicts: one model call, then one cheap pass per row."""
         started = time.perf_counter()
-        probabilities = self.predictor.predict_proba(np.array(rows, dtype=np.float64))
+        probabilities = self.predictor.predict_proba(rows)
         model_call_seconds.observe(time.perf_counter() - started)
-        results = []
-        for row, p in zip(rows, probabilities.tolist(), strict=True):
-            best = max(range(len(SPECIES)), key=p.__getitem__)
-            species = SPECIES[best]
-            predictions_total.labels(species=species).inc()
-            results.append(
-                Prediction(
-                    species=species,
-                    probabilities=dict(zip(SPECIES, p, strict=True)),
-                    model_version=self.version,
-                    warnings=out_of_range_fields(row, self.ranges),
-                )
-            )
-        return results
+        best = probabilities.argmax(axis=1)
+        for index, count in enumerate(np.bincount(best, minlength=len(SPECIES)).tolist()):
+            if count:
+                predictions_total.labels(species=SPECIES[index]).inc(count)
+        outside = (rows < self.low) | (rows > self.high)
+        warnings: list[list[str]] = [[]] * len(rows)  # shared empty list: read-only, serialized once each
+        for row in np.flatnonzero(outside.any(axis=1)).tolist():
+            warnings[row] = [name for name, out in zip(FEATURES, outside[row].tolist(), strict=True) if out]
+        first, second, third = SPECIES
+        version = self.version
+        return [
+            {
+                "species": SPECIES[b],
+                "probabilities": {first: p[0], second: p[1], third: p[2]},
+                "model_version": version,
+                "warnings": w,
+            }
+            for b, p, w in zip(best.tolist(), probabilities.tolist(), warnings, strict=True)
+        ]
 
+    # The responses are serialized here with orjson; the annotations still document their schema.
     @bentoml.api(input_spec=Flower, output_spec=Prediction)
-    def classify(self, **flower: float) -> Prediction:
+    async def classify(self, **flower: float) -> Prediction:
         """One flower -> species, probabilities per species, model version, out-of-range warnings."""
-        return self._predict([[flower[name] for name in FEATURES]])[0]
+        # ~15 us of work: cheaper on the event loop than a hop to the worker thread pool.
+        row = np.array([[flower[name] for name in FEATURES]], dtype=np.float64)
+        return JSONBytes(orjson.dumps(self._results(row)[0]))  # type: ignore[return-value]
 
     @bentoml.api(input_spec=FlowerBatch)
     def classify_batch(self, flowers: list[Flower]) -> list[Prediction]:
         """Up to MAX_BATCH_FLOWERS flowers -> one prediction each, in the same order."""
-        return self._predict([flower.as_row() for flower in flowers])
+        rows = np.array(list(map(MEASUREMENTS_OF, flowers)), dtype=np.float64)
+        return JSONBytes(orjson.dumps(self._results(rows)))  # type: ignore[return-value]
 
     @web_app.get("/model")
     def model_card(self) -> dict[str, Any]:

@@ -66,8 +66,3 @@ class Prediction(BaseModel):
         default_factory=list,
         description="measurements outside the range seen in training (the prediction is less certain)",
     )
-
-
-def out_of_range_fields(row: list[float] | tuple[float, ...], ranges: dict[str, list[float]]) -> list[str]:
-    """Names of the measurements that lie outside the [min, max] seen in training."""
-    return [name for name, value in zip(FEATURES, row, strict=True) if not ranges[name][0] <= value <= ranges[name][1]]

@@ -30,6 +30,18 @@ def model_tag_to_serve() -> str:
         ) from None
 
 
+def freeze_heap() -> None:
+    """Move everything loaded so far out of the cyclic GC's reach.
+
+    BentoML, Gradio and friends leave ~300k long-lived objects; without this, a full collection
+    triggered by a 10,000-flower batch walks them all and stalls the worker for 200+ ms.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def stored_model_metadata(tag: str) -> dict[str, Any]:
     """The model's metadata from the BentoML store, or exit with what to run to get the model."""
     import bentoml

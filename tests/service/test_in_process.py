@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,10 @@ from iris_classifier.model import Predictor
 from iris_classifier.paths import RAW_CSV
 from iris_classifier.schema import FEATURES, SPECIES, Flower
 from tests.conftest import CANONICAL_FLOWERS
+
+
+def classify(service, **flower: float) -> dict:
+    return json.loads(asyncio.run(service.classify(**flower)).body)
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +35,28 @@ def test_service_loads_the_pipeline_model_once_with_the_fast_path(service, store
 
 @pytest.mark.parametrize("species", SPECIES)
 def test_classify_in_process(service, species):
-    result = service.classify(**CANONICAL_FLOWERS[species])
-    assert result.species == species
-    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
+    result = classify(service, **CANONICAL_FLOWERS[species])
+    assert result["species"] == species
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_batch_in_process_matches_the_sklearn_reference(service, stored_model):
     frame = pd.read_csv(RAW_CSV)
     flowers = [Flower(**row) for row in frame[list(FEATURES)].to_dict(orient="records")]
-    results = service.classify_batch(flowers=flowers)
+    results = json.loads(service.classify_batch(flowers=flowers).body)
     reference = Predictor.from_dir(Path(stored_model.path), prefer="sklearn").predict_proba(
         frame[list(FEATURES)].to_numpy()
     )
-    assert [r.species for r in results] == [SPECIES[i] for i in reference.argmax(axis=1)]
-    served = np.array([[r.probabilities[s] for s in SPECIES] for r in results])
+    assert [r["species"] for r in results] == [SPECIES[i] for i in reference.argmax(axis=1)]
+    served = np.array([[r["probabilities"][s] for s in SPECIES] for r in results])
     assert np.abs(served - reference).max() <= 0.02
 
 
 def test_out_of_range_fields_are_listed_in_feature_order(service):
     ranges = service.ranges
     flower = {name: ranges[name][1] + 1 for name in FEATURES}
-    assert service.classify(**flower).warnings == list(FEATURES)
+    assert classify(service, **flower)["warnings"] == list(FEATURES)
     inside = {name: (ranges[name][0] + ranges[name][1]) / 2 for name in FEATURES}
-    assert service.classify(**inside).warnings == []
+    assert classify(service, **inside)["warnings"] == []
+    edge = {name: ranges[name][0] for name in FEATURES}  # the bounds themselves were seen in training
+    assert classify(service, **edge)["warnings"] == []

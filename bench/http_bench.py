@@ -1,0 +1,246 @@
+"""Serving benchmark, contenders side by side in one run, alternated: `make bench`.
+
+Contenders (same request schema, same server settings, each on its own loopback port):
+  service  this project's Bento, as `make serve` runs it
+  noop     bench/noop_service.py: the framework's ceiling, no model call
+  naive    bench/naive_service.py: the sklearn pipeline called per request (BentoML's sklearn example)
+
+Throughput and errors come from wrk (Debian package); one-connection latency from a keep-alive
+Python client timing each request (wrk 4.1's latency histogram disagrees with its own request
+count on this machine, so its percentiles are not used). Writes docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.model_latency import measure as measure_in_process
+from bench.model_latency import render as render_in_process
+from iris_classifier.bento import build as build_bento
+from iris_classifier.paths import ROOT
+from iris_classifier.schema import EXAMPLE_FLOWERS
+from tests.servers import Server
+
+ONE_FLOWER = json.dumps(EXAMPLE_FLOWERS["virginica"])
+BATCH = 10_000
+REPORT = ROOT / "docs" / "benchmarks.md"
+
+
+def lua_script(body: str, directory: Path, name: str) -> Path:
+    path = directory / f"{name}.lua"
+    path.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
+    return path
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": total,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+    }
+
+
+def one_connection_latency(url: str, count: int) -> dict[str, float]:
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    samples, failures = [], 0
+    for _ in range(count):
+        started = time.perf_counter()
+        response = session.post(url, data=ONE_FLOWER, headers=headers, timeout=10)
+        samples.append((time.perf_counter() - started) * 1000)
+        failures += response.status_code != 200
+    samples.sort()
+    return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)], "non_2xx": failures}
+
+
+def batch_throughput(url: str, seconds: float) -> dict[str, float]:
+    examples = list(EXAMPLE_FLOWERS.values())
+    body = json.dumps({"flowers": [examples[i % len(examples)] for i in range(BATCH)]})
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    done, failures, started = 0, 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        response = session.post(url, data=body, headers=headers, timeout=60)
+        failures += response.status_code != 200
+        done += 1
+    elapsed = time.perf_counter() - started
+    return {"flowers_per_s": done * BATCH / elapsed, "requests": done, "non_2xx": failures}
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    import bentoml
+    import onnxruntime
+    import sklearn
+
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "bentoml": bentoml.__version__,
+        "scikit-learn": sklearn.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--latency-requests", type=int, default=2000)
+    parser.add_argument("--output", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("bench: wrk is missing: apt-get install wrk (Debian package)", file=sys.stderr)
+        return 2
+
+    bento = build_bento()
+    logs = Path(tempfile.mkdtemp(prefix="iris-bench-"))
+    servers = {
+        "service": Server(bento, log_path=logs / "service.log"),
+        "noop": Server("bench.noop_service:NoopClassifier", log_path=logs / "noop.log"),
+        "naive": Server("bench.naive_service:NaiveClassifier", log_path=logs / "naive.log"),
+    }
+    results: dict[str, dict] = {name: {"c1": [], "c32": [], "lat": []} for name in servers}
+    batch: list[dict] = []
+    try:
+        cold = {}
+        for name, server in servers.items():
+            started = time.monotonic()
+            server.start(wait_ready=120)
+            cold[name] = time.monotonic() - started
+        script = lua_script(ONE_FLOWER, logs, "one")
+        for server in servers.values():  # warm-up, not recorded
+            run_wrk(f"{server.url}/classify", script, 8, 2)
+        for round_number in range(args.rounds):
+            print(f"bench: round {round_number + 1} of {args.rounds}", flush=True)
+            for connections in (1, 32):
+                for name, server in servers.items():  # A B C, then A B C again next round
+                    results[name][f"c{connections}"].append(
+                        run_wrk(f"{server.url}/classify", script, connections, args.seconds)
+                    )
+            for name, server in servers.items():
+                results[name]["lat"].append(one_connection_latency(f"{server.url}/classify", args.latency_requests))
+            batch.append(batch_throughput(f"{servers['service'].url}/classify_batch", args.seconds))
+    finally:
+        for server in servers.values():
+            server.stop()
+    in_process = measure_in_process(rounds=args.rounds)
+    report = render(results, batch, in_process, cold, machine(), args)
+    notes = Path(__file__).with_name("tuning.md")
+    if notes.exists():
+        report += "\n" + notes.read_text()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(report)
+    print(f"bench: wrote {args.output}")
+    return 0
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def render(results, batch, in_process, cold, info, args) -> str:
+    def rps(name: str, key: str) -> float:
+        return median([r["rps"] for r in results[name][key]])
+
+    def errors(name: str) -> int:
+        runs = results[name]["c1"] + results[name]["c32"]
+        return sum(r["non_2xx"] + r["socket_errors"] for r in runs) + sum(r["non_2xx"] for r in results[name]["lat"])
+
+    rows = []
+    for name in results:
+        lat = results[name]["lat"]
+        rows.append(
+            f"| {name} | {rps(name, 'c1'):.0f} | {rps(name, 'c32'):.0f} | "
+            f"{median([x['p50_ms'] for x in lat]):.2f} | {median([x['p99_ms'] for x in lat]):.2f} | "
+            f"{errors(name)} | {cold[name]:.1f} |"
+        )
+    ceiling = rps("service", "c32") / rps("noop", "c32")
+    over_naive = rps("service", "c32") / rps("naive", "c32")
+    over_naive_1 = rps("service", "c1") / rps("naive", "c1")
+    p99 = median([x["p99_ms"] for x in results["service"]["lat"]])
+    flowers = median([b["flowers_per_s"] for b in batch])
+    batch_errors = sum(b["non_2xx"] for b in batch)
+    all_errors = sum(errors(n) for n in results) + batch_errors
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return f"""# Serving benchmark
+
+Made by `make bench` (`bench/http_bench.py`) on {dt.date.today().isoformat()}. One run, contenders
+alternated (service, noop, naive; {args.rounds} rounds of {args.seconds} s per connection count), on one
+2-core machine shared with the load generator. Compare ratios, not absolute numbers: the machine is
+shared and noisy.
+
+Machine: {info["cores"]} cores, {info["cpu"]}; Python {info["python"]}, BentoML {info["bentoml"]},
+scikit-learn {info["scikit-learn"]}, onnxruntime {info["onnxruntime"]}, {info["wrk"]}.
+
+## HTTP, one flower per request (`POST /classify`)
+
+| contender | req/s, 1 connection | req/s, 32 connections | p50 ms, 1 conn | p99 ms, 1 conn | non-2xx + socket errors | cold start to /readyz (s) |
+|---|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+req/s: wrk, median of rounds. p50/p99: {args.latency_requests} sequential requests per round from a
+keep-alive Python client (includes the client's own ~0.3 ms), median of rounds.
+
+## Batch (`POST /classify_batch`, {BATCH:,} flowers per request, one connection)
+
+{flowers:,.0f} flowers/s end to end (median of rounds; {sum(b["requests"] for b in batch)} requests, {batch_errors} non-2xx).
+
+## In-process model call
+
+{render_in_process(in_process)}
+
+## Targets
+
+| target | measured | |
+|---|---|---|
+| `/classify` >= 0.85x the no-op ceiling at 32 connections | {ceiling:.2f}x | {verdict(ceiling >= 0.85)} |
+| `/classify` >= 5x the naive per-request sklearn service at 32 connections | {over_naive:.1f}x (1 connection: {over_naive_1:.1f}x) | {verdict(over_naive >= 5)} |
+| p99 <= 5 ms at one connection | {p99:.2f} ms | {verdict(p99 <= 5)} |
+| batch >= 200,000 flowers/s | {flowers:,.0f} | {verdict(flowers >= 200_000)} |
+| zero non-2xx responses | {all_errors} | {verdict(all_errors == 0)} |
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

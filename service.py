@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import operator
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from iris_classifier.service_support import (
     OpenAPI30Fixes,
     freeze_heap,
     model_tag_to_serve,
+    server_settings,
     stored_model_metadata,
 )
 
@@ -72,13 +72,7 @@ class FlowerBatch(bentoml.IODescriptor):
     ]
 
 
-@bentoml.service(
-    name="iris_classifier",
-    workers=int(os.environ.get("IRIS_WORKERS", "1")),
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": os.environ.get("IRIS_ACCESS_LOG", "false") == "true"}},
-    http={"cors": {"enabled": False}},
-)
+@bentoml.service(name="iris_classifier", **server_settings())
 @bentoml.gradio.mount_gradio_app(
     build_demo(api_url=None, ranges=MODEL_CARD["feature_ranges_cm"], defaults=MODEL_CARD["feature_medians_cm"]),
     path="/ui",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import bentoml
@@ -11,16 +10,10 @@ import numpy as np
 
 from iris_classifier.model import PIPELINE_FILE
 from iris_classifier.schema import FEATURES, SPECIES, Flower, Prediction
-from iris_classifier.service_support import freeze_heap, model_tag_to_serve
+from iris_classifier.service_support import freeze_heap, model_tag_to_serve, server_settings
 
 
-@bentoml.service(
-    name="iris_naive",
-    workers=int(os.environ.get("IRIS_WORKERS", "1")),
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
-    http={"cors": {"enabled": False}},
-)
+@bentoml.service(name="iris_naive", **server_settings())
 class NaiveClassifier:
     model = bentoml.models.BentoModel(model_tag_to_serve())
 

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import bentoml
 
 from iris_classifier.schema import SPECIES, Flower, Prediction
-from iris_classifier.service_support import freeze_heap
+from iris_classifier.service_support import freeze_heap, server_settings
 
 ANSWER = Prediction(species=SPECIES[0], probabilities=dict.fromkeys(SPECIES, 1 / 3), model_version="noop", warnings=[])
 
 
-@bentoml.service(
-    name="iris_noop",
-    workers=int(os.environ.get("IRIS_WORKERS", "1")),
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
-    http={"cors": {"enabled": False}},
-)
+@bentoml.service(name="iris_noop", **server_settings())
 class NoopClassifier:
     def __init__(self) -> None:
         freeze_heap()  # the same server setting as service.py

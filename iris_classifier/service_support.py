@@ -16,6 +16,20 @@ from iris_classifier.paths import MODEL_INFO
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
+def server_settings() -> dict[str, Any]:
+    """The BentoML server settings of the service, shared by the benchmark's contenders.
+
+    One worker: a second competes with the load generator for this machine's two cores.
+    Access log and CORS off (IRIS_ACCESS_LOG=true turns the log on).
+    """
+    return {
+        "workers": int(os.environ.get("IRIS_WORKERS", "1")),
+        "traffic": {"timeout": 30},
+        "logging": {"access": {"enabled": os.environ.get("IRIS_ACCESS_LOG", "false") == "true"}},
+        "http": {"cors": {"enabled": False}},
+    }
+
+
 def model_tag_to_serve() -> str:
     """IRIS_MODEL_TAG if set, else the tag the pipeline recorded in models/model.json."""
     tag = os.environ.get("IRIS_MODEL_TAG")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from tests.conftest import CANONICAL_FLOWERS
 
 
 def classify(service, **flower: float) -> dict:
-    return json.loads(asyncio.run(service.classify(**flower)).body)
+    # In a thread of its own: other tests (Playwright's sync API) may leave a loop running in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        response = pool.submit(asyncio.run, service.classify(**flower)).result()
+    return json.loads(response.body)
 
 
 @pytest.fixture(scope="module")

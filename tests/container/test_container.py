@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from datetime import datetime
 
@@ -74,29 +75,51 @@ def test_model_card_names_the_running_commit(container):
     assert card["tag"] == read_model_info(MODEL_INFO)["tag"]
 
 
-def test_restart_policy_brings_a_killed_service_back(container):
+def test_restart_policy_brings_a_service_killed_mid_load_back(container):
     assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     pid = docker("inspect", "--format", "{{.State.Pid}}", CONTAINER)
     restarts = int(docker("inspect", "--format", "{{.RestartCount}}", CONTAINER))
-    os.kill(int(pid), 9)  # the container's own main process, found by its name above
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:  # the restart policy starts a new main process
-        new_pid = docker("inspect", "--format", "{{.State.Pid}}", CONTAINER)
-        if new_pid not in (pid, "0"):
-            break
-        time.sleep(0.2)
-    assert int(docker("inspect", "--format", "{{.RestartCount}}", CONTAINER)) == restarts + 1
-    answers_before_ready = []
-    while time.monotonic() < deadline:
-        try:
-            ready = requests.get(f"{URL}/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
-            ready = False
-        if ready:
-            break
-        answers_before_ready.append(ready)
-        time.sleep(0.2)
-    # While the new process loads the model, /readyz is not 200 (refused or 503), then it is.
-    assert answers_before_ready
-    response = requests.post(f"{URL}/classify", json=EXAMPLE_FLOWERS["virginica"], timeout=10)
-    assert response.json()["species"] == "virginica"
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:  # a client classifying virginicas all through the crash
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(f"{URL}/classify", json=EXAMPLE_FLOWERS["virginica"], timeout=5)
+                outcomes.append("right" if response.json().get("species") == "virginica" else f"{response.status_code}")
+            except (requests.RequestException, ValueError):
+                outcomes.append("unreachable")
+                time.sleep(0.05)
+
+    client = threading.Thread(target=load)
+    client.start()
+    try:
+        time.sleep(1)
+        os.kill(int(pid), 9)  # the container's own main process, found by its name above
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:  # the restart policy starts a new main process
+            new_pid = docker("inspect", "--format", "{{.State.Pid}}", CONTAINER)
+            if new_pid not in (pid, "0"):
+                break
+            time.sleep(0.2)
+        assert int(docker("inspect", "--format", "{{.RestartCount}}", CONTAINER)) == restarts + 1
+        answers_before_ready = []
+        while time.monotonic() < deadline:
+            try:
+                ready = requests.get(f"{URL}/readyz", timeout=2).status_code == 200
+            except requests.RequestException:
+                ready = False
+            if ready:
+                break
+            answers_before_ready.append(ready)
+            time.sleep(0.2)
+        # While the new process loads the model, /readyz is not 200 (refused or 503), then it is.
+        assert answers_before_ready
+        time.sleep(1)
+    finally:
+        stop.set()
+        client.join(timeout=10)
+    assert outcomes[0] == "right" and outcomes[-1] == "right"
+    assert "unreachable" in outcomes  # the crash was real
+    assert set(outcomes) <= {"right", "unreachable", "503"}  # never a wrong species, never another error

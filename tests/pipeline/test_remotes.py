@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -36,6 +37,15 @@ def fake_service_account_key() -> str:
     )
 
 
+def workspace(root) -> dict[str, str]:
+    """Every file outside .git and DVC's own temp folder, with a hash of its content."""
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "tmp" not in p.relative_to(root).parts[:2]
+    }
+
+
 def test_drive_plugin_imports_with_the_locked_crypto_stack():
     # The trap in CI-MACHINE.md: pyOpenSSL 22 + cryptography 50 broke this import.
     run(
@@ -52,8 +62,10 @@ def test_fake_key_fails_at_authentication_not_at_import(project_copy):
     copy, env = project_copy
     run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
     env = {**env, "GDRIVE_CREDENTIALS_DATA": fake_service_account_key()}
+    before = workspace(copy)
     # A private network namespace: the token request cannot leave this process's loopback.
     result = run([*NO_NETWORK, "dvc", "pull", "-r", "gdrive"], cwd=copy, env=env, check=False)
+    assert workspace(copy) == before  # nothing was written or removed
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "oauth2.googleapis.com" in output  # it signed a token request and tried to send it

@@ -14,13 +14,19 @@ class ModelNotFoundError(RuntimeError):
     """No usable model in the store; the message says which make target provides one."""
 
 
+# Pipeline outputs that git tracks: reproducing the pipeline rewrites them (a retrained model has a
+# new tag), which says nothing about the code, so they do not make a commit "dirty".
+PIPELINE_RECORDS = ("dvc.lock", "reports")
+
+
 def git_commit(root: Path = ROOT) -> str:
-    """HEAD's commit hash, with `-dirty` when tracked files differ from it; `unknown` outside git."""
+    """HEAD's commit hash, with `-dirty` when tracked code or config differ from it; `unknown` outside git."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], cwd=root).returncode != 0
+        excluded = [f":(exclude){path}" for path in PIPELINE_RECORDS]
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", *excluded], cwd=root).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")

@@ -82,7 +82,7 @@ bento: install ## build the Bento iris_classifier:<git commit> with the model's 
 	@$(PY) -m iris_classifier.bento build
 
 serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
-	@echo "serve: API http://$(HOST):$(PORT)  (docs /docs, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui"
+	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/"
 	bentoml serve $$($(PY) -m iris_classifier.bento tag) --host $(HOST) --port $(PORT)
 
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)

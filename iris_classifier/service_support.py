@@ -127,8 +127,9 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the generated document valid OpenAPI 3.0 and true to what the service answers.
 
     pydantic writes JSON Schema 2020-12 bounds (`exclusiveMinimum: 0`); OpenAPI 3.0 wants
-    `minimum: 0, exclusiveMinimum: true`. BentoML documents a 400's `detail` as a string, while a
-    validation error carries a list of {loc, msg, type} objects naming each field and rule.
+    `minimum: 0, exclusiveMinimum: true`. Request bodies are required. BentoML documents a 400's
+    `detail` as a string, while a validation error carries a list of {loc, msg, type} objects
+    naming each field and rule.
     """
 
     def walk(node: Any) -> None:
@@ -145,6 +146,11 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
                 walk(child)
 
     walk(spec)
+    # Every POST needs its JSON body (an empty one is refused naming the missing fields).
+    for operations in spec.get("paths", {}).values():
+        body = operations.get("post", {}).get("requestBody")
+        if body is not None:
+            body["required"] = True
     invalid = spec.get("components", {}).get("schemas", {}).get("InvalidArgument", {})
     if "detail" in invalid.get("properties", {}):
         invalid["properties"]["detail"] = {

@@ -119,6 +119,10 @@ def run(*, port: int, tag: str | None = None, timeout: float = 180) -> None:
 
 def stop(*, quiet: bool = False) -> None:
     """Remove this project's container by its name; other containers are never touched."""
+    if docker("info", check=False, capture=True).returncode != 0:
+        if not quiet:
+            print("image: no Docker engine answers; no container to remove")
+        return
     found = docker("ps", "-aq", "--filter", f"name=^/{CONTAINER}$", capture=True).stdout.strip()
     if found:
         docker("rm", "--force", CONTAINER, capture=True)

@@ -119,6 +119,7 @@ def test_metrics_count_predictions_per_species_and_time_the_model(url):
 def test_openapi_documents_each_endpoint_with_an_example(url):
     spec = requests.get(f"{url}/docs.json", timeout=5).json()
     assert {"/classify", "/classify_batch", "/model", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert spec["paths"]["/classify"]["post"]["requestBody"]["required"] is True
     flower = spec["components"]["schemas"]["Flower"]
     assert flower["example"] == {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     bound = flower["properties"]["sepal_length"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -94,29 +96,25 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+def _write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
     """Write via a temporary file in the same folder, so a failed write never leaves a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", newline="") as out:
-            frame.to_csv(out, index=False, float_format="%.10g", lineterminator="\n")
+            write(out)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    _write_atomic(path, lambda out: frame.to_csv(out, index=False, float_format="%.10g", lineterminator="\n"))
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(path, lambda out: out.write(text))
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import operator
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from iris_classifier.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
     MAX_BATCH_FLOWERS,
+    MEASUREMENTS_OF,
     SPECIES,
     Flower,
     Prediction,
@@ -55,9 +55,6 @@ model_call_seconds = Histogram(
 
 
 # Plain GET routes beside the typed APIs; mounted at "/", it only answers the paths it defines.
-MEASUREMENTS_OF = operator.attrgetter(*FEATURES)  # Flower -> (sepal_length, ..., petal_width)
-
-
 class JSONBytes(Response):
     media_type = "application/json"
 

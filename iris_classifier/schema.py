@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +43,10 @@ EXAMPLE_FLOWERS: dict[str, dict[str, float]] = {
 EXAMPLE_FLOWER = EXAMPLE_FLOWERS["setosa"]
 
 
+# Flower -> (sepal_length, ..., petal_width) in FEATURES order; a C-level getter, cheap on 10,000 flowers.
+MEASUREMENTS_OF = operator.attrgetter(*FEATURES)
+
+
 class Flower(BaseModel):
     """Four measurements of one iris flower, in centimetres."""
 
@@ -52,8 +57,8 @@ class Flower(BaseModel):
     petal_length: Measurement
     petal_width: Measurement
 
-    def as_row(self) -> list[float]:
-        return [self.sepal_length, self.sepal_width, self.petal_length, self.petal_width]
+    def as_row(self) -> tuple[float, ...]:
+        return MEASUREMENTS_OF(self)
 
 
 class Prediction(BaseModel):

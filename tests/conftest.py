@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from iris_classifier.schema import EXAMPLE_FLOWERS
-
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -26,8 +24,6 @@ for name, value in {
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
 
 ARTIFACTS = ROOT / "test-artifacts"
-
-CANONICAL_FLOWERS = EXAMPLE_FLOWERS
 
 
 def run(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True):

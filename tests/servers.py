@@ -25,6 +25,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_200(url: str, process: subprocess.Popen, timeout: float) -> float | None:
+    """Seconds until GET url answered 200, or None after timeout; raises if the process exits first."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args[:4]))} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except requests.RequestException:  # not listening yet, or busy starting
+            pass
+        time.sleep(0.1)
+    return None
+
+
 @dataclass
 class Server:
     """A served target (`service:IrisClassifier` or a Bento tag) in its own process group."""
@@ -75,17 +90,13 @@ class Server:
 
     def wait_ready(self, timeout: float) -> float:
         """Seconds until /readyz answered 200; raises with the log tail if it never does."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:  # not listening yet, or busy starting
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.target} not ready after {timeout} s:\n{self.log_tail()}")
+        try:
+            seconds = wait_for_200(f"{self.url}/readyz", self.process, timeout)
+        except RuntimeError as exited:
+            raise RuntimeError(f"{exited}:\n{self.log_tail()}") from None
+        if seconds is None:
+            raise TimeoutError(f"{self.target} not ready after {timeout} s:\n{self.log_tail()}")
+        return seconds
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -127,18 +138,10 @@ class DemoProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"demo exited with {self.process.returncode}")
-            try:
-                if requests.get(self.url, timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"demo not up after {timeout} s")
+        if wait_for_200(self.url, self.process, timeout) is None:
+            self.stop()
+            raise TimeoutError(f"demo not up after {timeout} s")
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -12,8 +12,7 @@ import pytest
 from iris_classifier.model import Predictor, encode_species
 from iris_classifier.params import load_params
 from iris_classifier.paths import METRICS_JSON, TEST_CSV
-from iris_classifier.schema import FEATURES, SPECIES
-from tests.conftest import CANONICAL_FLOWERS
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
 
 
 @pytest.mark.parametrize("backend", ["onnx", "sklearn"])
@@ -31,7 +30,7 @@ def test_model_performance_on_held_out_split(stored_model, backend):
 @pytest.mark.parametrize("species", SPECIES)
 def test_model_response_for_a_canonical_flower(stored_model, backend, species):
     predictor = Predictor.from_dir(Path(stored_model.path), prefer=backend)
-    row = np.array([[CANONICAL_FLOWERS[species][f] for f in FEATURES]])
+    row = np.array([[EXAMPLE_FLOWERS[species][f] for f in FEATURES]])
     probabilities = predictor.predict_proba(row)[0]
     assert SPECIES[int(probabilities.argmax())] == species
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-6)

@@ -13,8 +13,8 @@ from iris_classifier.data import file_md5
 from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor
 from iris_classifier.params import load_params
 from iris_classifier.paths import TRAIN_CSV
-from iris_classifier.schema import FEATURES, SPECIES
-from tests.conftest import CANONICAL_FLOWERS, ROOT
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from tests.conftest import ROOT
 
 
 def dvc_lock_md5(stage: str, path: str) -> str:
@@ -29,7 +29,7 @@ def test_train_model_is_in_the_store_and_predicts_from_raw_cm(stored_model):
     assert {PIPELINE_FILE, ONNX_FILE} <= files
     pipeline = joblib.load(Path(stored_model.path) / PIPELINE_FILE)
     assert [name for name, _ in pipeline.steps] == ["scale", "classify"]
-    rows = np.array([[CANONICAL_FLOWERS[s][f] for f in FEATURES] for s in SPECIES])
+    rows = np.array([[EXAMPLE_FLOWERS[s][f] for f in FEATURES] for s in SPECIES])
     assert pipeline.predict(rows).tolist() == [0, 1, 2]
 
 

@@ -8,10 +8,9 @@ import pickle
 import pytest
 import requests
 
-from iris_classifier.schema import MAX_MEASUREMENT_CM
-from tests.conftest import CANONICAL_FLOWERS
+from iris_classifier.schema import EXAMPLE_FLOWERS, MAX_MEASUREMENT_CM
 
-GOOD = CANONICAL_FLOWERS["setosa"]
+GOOD = EXAMPLE_FLOWERS["setosa"]
 JSON = {"Content-Type": "application/json"}
 
 

@@ -13,8 +13,8 @@ import yaml
 from iris_classifier.model import read_model_info
 from iris_classifier.params import load_params
 from iris_classifier.paths import MODEL_INFO, RAW_CSV
-from iris_classifier.schema import FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
-from tests.conftest import CANONICAL_FLOWERS, ROOT
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module", params=["source", "bento"])
@@ -29,7 +29,7 @@ def classify(url: str, body, **kwargs) -> requests.Response:
 
 @pytest.mark.parametrize("species", SPECIES)
 def test_known_flower_gives_its_species(url, species):
-    response = classify(url, CANONICAL_FLOWERS[species])
+    response = classify(url, EXAMPLE_FLOWERS[species])
     assert response.status_code == 200
     body = response.json()
     assert body["species"] == species
@@ -42,7 +42,7 @@ def test_known_flower_gives_its_species(url, species):
 
 def test_valid_value_outside_training_range_is_predicted_with_a_warning(url):
     ranges = requests.get(f"{url}/model", timeout=10).json()["feature_ranges_cm"]
-    flower = {**CANONICAL_FLOWERS["virginica"], "petal_length": ranges["petal_length"][1] + 3.0, "sepal_width": 0.5}
+    flower = {**EXAMPLE_FLOWERS["virginica"], "petal_length": ranges["petal_length"][1] + 3.0, "sepal_width": 0.5}
     response = classify(url, flower)
     assert response.status_code == 200
     assert response.json()["warnings"] == ["sepal_width", "petal_length"]
@@ -64,7 +64,7 @@ def test_batch_answers_in_request_order(url):
 
 
 def test_batch_limit_is_enforced_with_a_4xx_naming_it(url):
-    flower = CANONICAL_FLOWERS["setosa"]
+    flower = EXAMPLE_FLOWERS["setosa"]
     full = requests.post(f"{url}/classify_batch", json={"flowers": [flower] * MAX_BATCH_FLOWERS}, timeout=60)
     assert full.status_code == 200 and len(full.json()) == MAX_BATCH_FLOWERS
     over = requests.post(f"{url}/classify_batch", json={"flowers": [flower] * (MAX_BATCH_FLOWERS + 1)}, timeout=60)
@@ -104,8 +104,8 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
 def test_metrics_count_predictions_per_species_and_time_the_model(url):
     before = requests.get(f"{url}/metrics", timeout=5).text
     for _ in range(3):
-        classify(url, CANONICAL_FLOWERS["virginica"])
-    classify(url, CANONICAL_FLOWERS["setosa"])
+        classify(url, EXAMPLE_FLOWERS["virginica"])
+    classify(url, EXAMPLE_FLOWERS["setosa"])
     after = requests.get(f"{url}/metrics", timeout=5).text
     counter = "iris_predictions_total"
     assert (

@@ -13,8 +13,7 @@ import pytest
 
 from iris_classifier.model import Predictor
 from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import FEATURES, SPECIES, Flower
-from tests.conftest import CANONICAL_FLOWERS
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES, Flower
 
 
 def classify(service, **flower: float) -> dict:
@@ -39,7 +38,7 @@ def test_service_loads_the_pipeline_model_once_with_the_fast_path(service, store
 
 @pytest.mark.parametrize("species", SPECIES)
 def test_classify_in_process(service, species):
-    result = classify(service, **CANONICAL_FLOWERS[species])
+    result = classify(service, **EXAMPLE_FLOWERS[species])
     assert result["species"] == species
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
 

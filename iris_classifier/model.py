@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from iris_classifier.schema import FEATURES, SPECIES
 
 PIPELINE_FILE = "pipeline.joblib"
 ONNX_FILE = "model.onnx"
+# From this many rows a call is split into one chunk of rows per core (a 10,000-flower batch: ~17 ms
+# -> ~10 ms on 2 cores); below it, one thread: a flower takes microseconds and a hand-off costs more.
+# Rows, not trees, are split: each row's votes are summed exactly as in a single-threaded call
+# (onnxruntime's own intra-op threads split the trees, and the float32 sums then differ).
+PARALLEL_FROM_ROWS = 1_000
 
 
 def build_pipeline(*, estimator: str, n_estimators: int = 100, max_depth: int | None = None, seed: int = 0) -> Pipeline:
@@ -59,9 +66,17 @@ class Predictor:
     backend: str
     pipeline: Pipeline
     _session: Any = None
+    _pool: ThreadPoolExecutor | None = None
+    _chunks: int = 1
     _input_name: str = ""
     _mean: np.ndarray | None = None
     _scale: np.ndarray | None = None
+    _output_name: str = ""
+
+    def __post_init__(self) -> None:
+        # Plain-float copies of the scaler's constants, for predict_one.
+        self._mean_list: list[float] = [] if self._mean is None else self._mean.tolist()
+        self._scale_list: list[float] = [] if self._scale is None else self._scale.tolist()
 
     @classmethod
     def from_dir(cls, path: Path, *, prefer: str = "onnx") -> Predictor:
@@ -75,16 +90,20 @@ class Predictor:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # One flower is microseconds of work; extra threads only add hand-off cost.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        cores = os.cpu_count() or 1
         scaler = pipeline.steps[0][1]
         return cls(
             backend="onnx",
             pipeline=pipeline,
             _session=session,
+            # onnxruntime releases the GIL while it runs, so chunks of one batch run side by side.
+            _pool=ThreadPoolExecutor(max_workers=cores, thread_name_prefix="onnx") if cores > 1 else None,
+            _chunks=cores,
             _input_name=session.get_inputs()[0].name,
+            _output_name=session.get_outputs()[1].name,  # [label, probabilities]: only the second is used
             _mean=np.asarray(scaler.mean_, dtype=np.float64),
             _scale=np.asarray(scaler.scale_, dtype=np.float64),
         )
@@ -95,9 +114,29 @@ class Predictor:
         if self._session is None:
             return self.pipeline.predict_proba(rows)
         scaled = ((rows - self._mean) / self._scale).astype(np.float32)
-        probabilities = self._session.run(None, {self._input_name: scaled})[1].astype(np.float64)
+        if self._pool is not None and len(rows) >= PARALLEL_FROM_ROWS:
+            chunks = np.array_split(scaled, self._chunks)
+            probabilities = np.concatenate(list(self._pool.map(self._votes, chunks))).astype(np.float64)
+        else:
+            probabilities = self._votes(scaled).astype(np.float64)
         # Tree votes are summed in float32; renormalize so each row sums to 1 in float64.
         return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+    def _votes(self, scaled: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output_name], {self._input_name: scaled})[0]
+
+    def predict_one(self, values: list[float]) -> list[float]:
+        """`predict_proba` for one flower, bit for bit, in plain floats: ~4x less overhead than numpy on one row."""
+        if self._session is None:
+            return self.predict_proba(np.array([values], dtype=np.float64))[0].tolist()
+        # The same float64 arithmetic as predict_proba, element by element, then the same rounding to float32.
+        scaled = [
+            (value - mean) / scale for value, mean, scale in zip(values, self._mean_list, self._scale_list, strict=True)
+        ]
+        votes = self._session.run([self._output_name], {self._input_name: np.array([scaled], dtype=np.float32)})[0][0]
+        votes = votes.tolist()
+        total = sum(votes)
+        return [vote / total for vote in votes]
 
 
 def encode_species(names: Any) -> np.ndarray:

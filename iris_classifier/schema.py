@@ -6,6 +6,7 @@ import operator
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 FEATURE_LABELS: dict[str, str] = {
@@ -43,8 +44,10 @@ EXAMPLE_FLOWERS: dict[str, dict[str, float]] = {
 EXAMPLE_FLOWER = EXAMPLE_FLOWERS["setosa"]
 
 
-# Flower -> (sepal_length, ..., petal_width) in FEATURES order; a C-level getter, cheap on 10,000 flowers.
+# Flower -> (sepal_length, ..., petal_width) in FEATURES order; a C-level getter.
 MEASUREMENTS_OF = operator.attrgetter(*FEATURES)
+# The same for a FlowerFields dict; cheap on 10,000 flowers.
+MEASUREMENTS_IN = operator.itemgetter(*FEATURES)
 
 
 class Flower(BaseModel):
@@ -59,6 +62,14 @@ class Flower(BaseModel):
 
     def as_row(self) -> tuple[float, ...]:
         return MEASUREMENTS_OF(self)
+
+
+# One flower of a /classify_batch request: Flower's fields and rules, validated into a plain dict
+# (validating 10,000 of these takes half the time of building 10,000 Flower objects). Its schema is
+# documented as "Flower", with Flower's description and example.
+FlowerFields = TypedDict("Flower", dict.fromkeys(FEATURES, Measurement))  # type: ignore[misc]
+FlowerFields.__doc__ = Flower.__doc__
+FlowerFields.__pydantic_config__ = Flower.model_config  # type: ignore[attr-defined]
 
 
 class Prediction(BaseModel):

@@ -39,6 +39,19 @@ def test_onnx_matches_sklearn_on_the_whole_dataset_and_100k_random_flowers(store
     assert_parity(fast, reference, np.round(random_flowers(100_000, ranges, seed=1), 1))
 
 
+def test_one_flower_path_is_bit_identical_to_the_row_path(stored_model):
+    """/classify uses predict_one (plain floats), /classify_batch predict_proba (numpy): same numbers."""
+    fast = Predictor.from_dir(Path(stored_model.path))
+    rows = np.concatenate(
+        [
+            pd.read_csv(RAW_CSV)[list(FEATURES)].to_numpy(),
+            np.round(random_flowers(2_000, stored_model.info.metadata["feature_ranges_cm"], seed=2), 1),
+        ]
+    )
+    expected = fast.predict_proba(rows).tolist()
+    assert [fast.predict_one(row) for row in rows.tolist()] == expected
+
+
 @pytest.fixture()
 def unconvertible_model(pipeline_ready):
     import bentoml
@@ -60,3 +73,4 @@ def test_a_model_without_onnx_converter_falls_back_to_sklearn(unconvertible_mode
     assert predictor.backend == "sklearn"
     rows = pd.read_csv(RAW_CSV)[list(FEATURES)].to_numpy()
     assert (predictor.predict_proba(rows).argmax(1) == predictor.pipeline.predict(rows)).all()
+    assert predictor.predict_one(rows[0].tolist()) == predictor.predict_proba(rows[:1])[0].tolist()

@@ -13,7 +13,7 @@ import pytest
 
 from iris_classifier.model import Predictor
 from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES, Flower
+from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
 
 
 def classify(service, **flower: float) -> dict:
@@ -45,7 +45,7 @@ def test_classify_in_process(service, species):
 
 def test_batch_in_process_matches_the_sklearn_reference(service, stored_model):
     frame = pd.read_csv(RAW_CSV)
-    flowers = [Flower(**row) for row in frame[list(FEATURES)].to_dict(orient="records")]
+    flowers = frame[list(FEATURES)].to_dict(orient="records")
     results = json.loads(service.classify_batch(flowers=flowers).body)
     reference = Predictor.from_dir(Path(stored_model.path), prefer="sklearn").predict_proba(
         frame[list(FEATURES)].to_numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Annotated, Literal
 
@@ -82,3 +83,46 @@ class Prediction(BaseModel):
         default_factory=list,
         description="measurements outside the range seen in training (the prediction is less certain)",
     )
+
+
+def well_formed_batch(body: bytes) -> list[dict[str, float]] | None:
+    """The flowers of a /classify_batch body that certainly passes validation, or None to let pydantic decide.
+
+    A fast path for the common case: parsing with orjson and checking the numbers column-wise takes
+    ~5 ms for 10,000 flowers where pydantic takes ~15 ms. It accepts a strict subset of what pydantic
+    accepts, so pydantic still judges, and explains, everything else: exactly {"flowers": [...]}, 1 to
+    MAX_BATCH_FLOWERS objects with exactly the four keys, every value a finite JSON number > 0 and
+    <= MAX_MEASUREMENT_CM. No string, true, false or null appears anywhere: the only quoted strings
+    are the keys (counted by their quotes, which also catches a duplicated key).
+    """
+    import numpy as np
+    import orjson
+
+    if b"true" in body or b"false" in body or b"null" in body:
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict or document.keys() != {"flowers"}:
+        return None
+    flowers = document["flowers"]
+    if type(flowers) is not list or not 1 <= len(flowers) <= MAX_BATCH_FLOWERS:
+        return None
+    keys = set(FEATURES)
+    if not all(type(flower) is dict and flower.keys() == keys for flower in flowers):
+        return None
+    if body.count(b'"') != 2 * (1 + len(FEATURES) * len(flowers)):
+        return None
+    # Every value, in whatever key order each flower was sent: only the bounds are checked here.
+    try:
+        values = np.fromiter(
+            itertools.chain.from_iterable(map(dict.values, flowers)),
+            dtype=np.float64,
+            count=len(FEATURES) * len(flowers),
+        )
+    except (TypeError, ValueError, OverflowError):  # a value that is an object or a list
+        return None
+    if not (np.isfinite(values).all() and (values > 0).all() and (values <= MAX_MEASUREMENT_CM).all()):
+        return None
+    return flowers

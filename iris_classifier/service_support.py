@@ -180,11 +180,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
-                return
-        received = 0
+        headers = dict(scope.get("headers", ()))
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        if declared.isdigit() and b"transfer-encoding" not in headers:
+            # The server reads no more than the declared length: nothing left to count.
+            await self.app(scope, receive, send)
+            return
+        received = 0  # a chunked body (Transfer-Encoding wins over Content-Length): counted as it arrives
 
         async def counting_receive() -> Any:
             nonlocal received

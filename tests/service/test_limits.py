@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -41,6 +42,23 @@ def test_a_chunked_body_over_the_limit_is_refused(server):
     )
     assert response.status_code == 413
     assert "limit" in response.text
+    assert still_serving(server.url)
+
+
+def test_a_small_content_length_does_not_smuggle_a_large_chunked_body(server):
+    """Transfer-Encoding wins over Content-Length, so a declared 100 bytes must not skip the count."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /classify HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"%x\r\n%s\r\n" % (100_000, b" " * 100_000)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        with contextlib.suppress(OSError):  # refused before the whole body was sent
+            sock.sendall(head + chunk * 40 + b"0\r\n\r\n")  # 4 MB
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    status = int(status_line.split()[1])
+    assert status == 413, status_line
     assert still_serving(server.url)
 
 

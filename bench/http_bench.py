@@ -86,16 +86,16 @@ class KeepAliveClient:
     def post(self) -> tuple[int, bytes]:
         """Send the request; (status, body) of the answer, read to its Content-Length."""
         self.sock.sendall(self.request)
-        data = b""
-        while b"\r\n\r\n" not in data:
+        data = bytearray()  # grows in place: no copy of the whole answer per chunk received
+        while (end := data.find(b"\r\n\r\n")) < 0:
             data += self._recv()
-        head, _, body = data.partition(b"\r\n\r\n")
+        head = bytes(data[:end])
         length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
         if length is None:
             raise RuntimeError(f"answer without Content-Length: {head[:200]!r}")
-        while len(body) < int(length.group(1)):
-            body += self._recv()
-        return int(head.split(b" ", 2)[1]), body
+        while len(data) < end + 4 + int(length.group(1)):
+            data += self._recv()
+        return int(head.split(b" ", 2)[1]), bytes(data[end + 4 :])
 
     def _recv(self) -> bytes:
         chunk = self.sock.recv(1 << 20)

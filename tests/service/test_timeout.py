@@ -11,10 +11,18 @@ import contextvars
 import gc
 import json
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from iris_classifier.service_support import PromptTimeout, install_prompt_timeout
+
+
+def run_loop(coroutine) -> None:
+    """asyncio.run in a thread of its own: other tests (Playwright's sync API) may leave a loop running in this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
 
 request_state: contextvars.ContextVar[object] = contextvars.ContextVar("request_state")
 
@@ -54,7 +62,7 @@ def call(middleware, *, requests: int = 1) -> tuple[list[dict], list[bool]]:
         states_alive.extend(ref() is not None for ref in states)
 
     states_alive: list[bool] = []
-    asyncio.run(main())
+    run_loop(main())
     return sent, states_alive
 
 
@@ -110,7 +118,7 @@ def test_a_handler_that_fails_before_answering_fails_at_once_not_after_the_timeo
             await PromptTimeout(broken, timeout=30)({"type": "http"}, None, None)
         loop_time.append(asyncio.get_running_loop().time() - started)
 
-    asyncio.run(timed())
+    run_loop(timed())
     assert loop_time[0] < 1
 
 

@@ -33,9 +33,8 @@ from iris_classifier.schema import (
 )
 from iris_classifier.service_support import (
     MAX_BODY_BYTES,
-    BodySizeLimit,
-    JsonOnly,
     OpenAPI30Fixes,
+    RequestGuard,
     freeze_heap,
     model_tag_to_serve,
     server_settings,
@@ -190,9 +189,8 @@ class IrisClassifier:
         return {**self.info, "bento_commit": server_context.bento_version}
 
 
-IrisClassifier.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
-IrisClassifier.add_asgi_middleware(JsonOnly)
 # The UI's Gradio routes are not part of this API. BentoML documents every mounted FastAPI app, so
 # the Gradio app is wrapped in a plain Starlette app: same routes served, none in /docs.json.
 IrisClassifier.mount_apps[:] = [

@@ -34,6 +34,14 @@ def server_settings() -> dict[str, Any]:
     }
 
 
+async def send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
+    """Answer an ASGI request with a small JSON body, from a middleware."""
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class PromptTimeout:
     """BentoML's `traffic.timeout` (504 when no response has started in time), minus its memory cost.
 
@@ -78,18 +86,7 @@ class PromptTimeout:
             await waiter
         except TimeoutError:
             if task.cancel():
-                body = json.dumps({"error": f"Not able to process the request in {self.timeout} seconds"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 504,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 504, {"error": f"Not able to process the request in {self.timeout} seconds"})
                 return
         finally:
             timer.cancel()
@@ -153,43 +150,52 @@ class BodyTooLarge(BentoMLException):
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
-class BodySizeLimit:
-    """Refuse request bodies over max_bytes with 413 before they are read into memory."""
+class RequestGuard:
+    """Refuse, before BentoML reads a body: one over max_bytes (413), and a POST body that is not JSON (415).
+
+    Bodies are refused before they are read into memory. A declared Content-Length is enforced by the
+    HTTP parser, so only a chunked body (Transfer-Encoding wins over Content-Length) is counted as it
+    arrives. POST bodies must be JSON because BentoML would otherwise try its multipart or pickle
+    readers (a multipart type without a boundary ends in a 500); a request without a Content-Type is
+    read as JSON, as BentoML does. One middleware with one pass over the headers: it runs per request.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _message(self) -> bytes:
-        return json.dumps(
-            {"error": f"request body is larger than the limit of {self.max_bytes} bytes", "limit_bytes": self.max_bytes}
-        ).encode()
-
-    async def _refuse(self, send: Any) -> None:
-        body = self._message()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    def _too_large(self) -> dict[str, Any]:
+        limit = self.max_bytes
+        return {"error": f"request body is larger than the limit of {limit} bytes", "limit_bytes": limit}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", ()))
-        declared = headers.get(b"content-length", b"")
+        content_type, declared, chunked = b"application/json", b"", False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if scope.get("method") == "POST":
+            media_type = content_type.split(b";")[0].strip().lower()
+            if media_type != b"application/json" and not media_type.endswith(b"+json"):
+                refusal = (
+                    f"Content-Type {media_type.decode(errors='replace')!r} is not accepted: "
+                    "send the request body as JSON with Content-Type: application/json"
+                )
+                await send_json(send, 415, {"error": refusal})
+                return
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await send_json(send, 413, self._too_large())
             return
-        if declared.isdigit() and b"transfer-encoding" not in headers:
-            # The server reads no more than the declared length: nothing left to count.
+        if declared.isdigit() and not chunked:
             await self.app(scope, receive, send)
             return
-        received = 0  # a chunked body (Transfer-Encoding wins over Content-Length): counted as it arrives
+        received = 0
 
         async def counting_receive() -> Any:
             nonlocal received
@@ -197,7 +203,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
+                    raise BodyTooLarge(self._too_large()["error"])
             return message
 
         await self.app(scope, counting_receive, send)
@@ -272,39 +278,3 @@ class OpenAPI30Fixes:
                     await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, capture)
-
-
-class JsonOnly:
-    """POST bodies must be JSON: any other declared Content-Type gets 415 before BentoML parses it.
-
-    (BentoML would otherwise try its multipart or pickle readers, and a multipart type without a
-    boundary ends in a 500.) A request without a Content-Type is read as JSON, as BentoML does.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST":
-            declared = dict(scope.get("headers", ())).get(b"content-type", b"application/json")
-            media_type = declared.split(b";")[0].strip().lower()
-            if media_type != b"application/json" and not media_type.endswith(b"+json"):
-                body = json.dumps(
-                    {
-                        "error": f"Content-Type {media_type.decode(errors='replace')!r} is not accepted: "
-                        "send the request body as JSON with Content-Type: application/json"
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 415,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)

@@ -6,14 +6,13 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import numpy as np
 import orjson
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
-from pydantic import Field
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -23,11 +22,11 @@ from iris_classifier.model import Predictor
 from iris_classifier.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
-    MAX_BATCH_FLOWERS,
     MEASUREMENTS_IN,
     SPECIES,
     Flower,
     FlowerFields,
+    FlowerList,
     Prediction,
     well_formed_batch,
 )
@@ -65,10 +64,7 @@ web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 class FlowerBatch(bentoml.IODescriptor):
-    flowers: Annotated[
-        list[FlowerFields],
-        Field(min_length=1, max_length=MAX_BATCH_FLOWERS, description=f"1 to {MAX_BATCH_FLOWERS} flowers"),
-    ]
+    flowers: FlowerList
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> FlowerBatch:
@@ -95,10 +91,10 @@ class IrisClassifier:
         self.predictor = Predictor.from_dir(Path(self.model.path))
         metadata = self.model.info.metadata
         self.ranges: dict[str, list[float]] = metadata["feature_ranges_cm"]
-        self.low = np.array([self.ranges[name][0] for name in FEATURES])
-        self.high = np.array([self.ranges[name][1] for name in FEATURES])
         self.version = str(self.model.tag)
+        # The training ranges as (name, low, high) for one flower, and as two arrays for a batch.
         self.bounds = [(name, *self.ranges[name]) for name in FEATURES]
+        self.low, self.high = np.array([bound[1:] for bound in self.bounds]).T
         self.counted = [predictions_total.labels(species=species) for species in SPECIES]
         self.species_names = np.array(SPECIES, dtype=object)
         self.info = {

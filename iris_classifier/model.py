@@ -133,8 +133,7 @@ class Predictor:
         scaled = [
             (value - mean) / scale for value, mean, scale in zip(values, self._mean_list, self._scale_list, strict=True)
         ]
-        votes = self._session.run([self._output_name], {self._input_name: np.array([scaled], dtype=np.float32)})[0][0]
-        votes = votes.tolist()
+        votes = self._votes(np.array([scaled], dtype=np.float32))[0].tolist()
         total = sum(votes)
         return [vote / total for vote in votes]
 

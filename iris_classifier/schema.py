@@ -73,6 +73,13 @@ FlowerFields.__doc__ = Flower.__doc__
 FlowerFields.__pydantic_config__ = Flower.model_config  # type: ignore[attr-defined]
 
 
+# The flowers of one /classify_batch request.
+FlowerList = Annotated[
+    list[FlowerFields],
+    Field(min_length=1, max_length=MAX_BATCH_FLOWERS, description=f"1 to {MAX_BATCH_FLOWERS} flowers"),
+]
+
+
 class Prediction(BaseModel):
     """What the service answers for one flower."""
 

@@ -189,10 +189,11 @@ class RequestGuard:
                 )
                 await send_json(send, 415, {"error": refusal})
                 return
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        length = int(declared) if declared.isdigit() else None
+        if length is not None and length > self.max_bytes:
             await send_json(send, 413, self._too_large())
             return
-        if declared.isdigit() and not chunked:
+        if length is not None and not chunked:
             await self.app(scope, receive, send)
             return
         received = 0

@@ -6,7 +6,10 @@ PYTHON_SYSTEM ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+# Read by every Python process of the venv (site's .pth hook): the project's root on sys.path, then the
+# project's defaults (BentoML store in .bentoml/, telemetry off): see iris_classifier/environment.py.
+PTH_HOOK := import iris_classifier.environment as e; e.apply()
+STAMP := $(VENV)/.installed-$(shell { cat requirements.lock; echo '$(PTH_HOOK)'; } | sha1sum | cut -c1-12)
 
 PORT ?= 3000
 HOST ?= 127.0.0.1
@@ -14,22 +17,15 @@ API_URL ?= http://127.0.0.1:$(PORT)
 DEMO_PORT ?= 7860
 DVC_REMOTE ?= local
 GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-IMAGE ?= iris-classifier
-CONTAINER ?= iris-classifier
 PYTEST_ARGS ?=
 
-# Everything runs from the project's venv, with a BentoML home inside the project and telemetry off.
+# Everything runs from the project's venv, whose .pth hook sets the BentoML home (.bentoml/) and telemetry off.
 export PATH := $(VENV)/bin:$(PATH)
-export BENTOML_HOME := $(CURDIR)/.bentoml
-export BENTOML_DO_NOT_TRACK := True
-export DVC_NO_ANALYTICS := 1
-export GRADIO_ANALYTICS_ENABLED := False
-export HF_HUB_OFFLINE := 1
 export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image secrets
+        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -41,17 +37,16 @@ $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
-	@# the project's shared package, importable from the venv without a build step
-	@echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
+	@# the project's shared package importable without a build step, and the project's defaults (PTH_HOOK)
+	@printf '%s\n%s\n' "$(CURDIR)" '$(PTH_HOOK)' > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
 	$(VENV)/bin/uv pip check --python $(PY)
 	@rm -f $(VENV)/.installed-* && touch $@
 
-pipeline: install ## reproduce load -> prepare -> train -> evaluate (pulls cached outputs from the remote first)
-	@dvc pull --quiet -r $(DVC_REMOTE) --allow-missing 2>/dev/null \
-	  && echo "pipeline: pulled what remote '$(DVC_REMOTE)' has; dvc repro rebuilds anything else" \
-	  || echo "pipeline: remote '$(DVC_REMOTE)' unreachable; rebuilding"
+pipeline: install ## reproduce load -> prepare -> train -> evaluate (pulls cached outputs from DVC_REMOTE first)
+	@# Only the default remote `local` may fall back to rebuilding; any other remote failing stops the build here.
+	@$(PY) -m iris_classifier.remote pull $(DVC_REMOTE)
 	dvc repro
-	@dvc push --quiet -r $(DVC_REMOTE) 2>/dev/null || echo "pipeline: could not push to remote '$(DVC_REMOTE)' (outputs stay in the local cache)"
+	@$(PY) -m iris_classifier.remote push $(DVC_REMOTE)
 	@$(PY) -m iris_classifier.store
 	@dvc metrics show
 
@@ -106,11 +101,11 @@ docker-engine-stop: ## stop the Docker engine that docker-engine started (by its
 demo: install ## the standalone Gradio demo on DEMO_PORT, calling the service at API_URL
 	$(PY) -m demo.app --api-url $(API_URL) --port $(DEMO_PORT)
 
-browser: ## install Debian's headless Chromium for the browser tests (needs root)
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+browser: install ## a headless Chromium for the browser tests: Debian's if there, else Playwright's (no root), else apt as root
+	@$(PY) -m ops.browser install
 
 bench: bento ## serving benchmark, contenders alternated (needs wrk): writes docs/benchmarks.md
-	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null || { echo "bench: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	$(PY) -m bench.http_bench
 
 loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers checked; LOADTEST_SECONDS=10 for short
@@ -121,6 +116,9 @@ bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast pa
 
 test: install ## run the whole test suite (the container tests run separately: test-image)
 	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
+
+test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
+	$(PY) -m pytest -m "not slow and not container" $(PYTEST_ARGS)
 
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
 	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
@@ -143,5 +141,5 @@ format: install ## apply ruff format and safe fixes
 	ruff check --fix .
 	ruff format .
 
-clean: ## remove generated outputs (keeps .venv, the DVC cache and remote)
-	rm -rf data/raw data/prepared models reports .bentoml .pytest_cache
+clean: ## remove generated, untracked outputs (keeps tracked files, .venv, the DVC cache and remote)
+	git clean -fdX -- data models reports .bentoml .pytest_cache test-artifacts build

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -12,12 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iris_classifier.data import file_md5, read_table, validate, write_text_atomic
+from iris_classifier.data import file_md5, read_table, validate
 from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor, build_pipeline, encode_species, to_onnx_bytes
 from iris_classifier.params import load_params
 from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
-from iris_classifier.schema import FEATURES, SPECIES, TARGET
-from iris_classifier.store import export_model, git_commit, save_model
+from iris_classifier.schema import FEATURES, TARGET
+from iris_classifier.store import ModelCard, export_model, git_commit, save_model
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -61,10 +60,8 @@ def fast_path_files(
     return {ONNX_FILE: onnx_bytes}, None
 
 
-def train(
-    *, params: dict[str, Any], train_csv: Path = TRAIN_CSV, test_csv: Path = TEST_CSV
-) -> tuple[str, dict[str, Any]]:
-    """Fit, convert, and save to the BentoML store; returns (tag, metadata)."""
+def train(*, params: dict[str, Any], train_csv: Path = TRAIN_CSV, test_csv: Path = TEST_CSV) -> ModelCard:
+    """Fit, convert, and save to the BentoML store; returns the stored model's card."""
     import io
 
     import joblib
@@ -91,32 +88,25 @@ def train(
     if conversion_error:
         print(f"train: no ONNX fast path ({conversion_error}); the service will use the scikit-learn pipeline")
 
-    commit = git_commit()
     train_md5 = file_md5(train_csv)
-    metadata = {
-        "features": list(FEATURES),
-        "species": list(SPECIES),
-        "feature_ranges_cm": {
-            name: [float(train_rows[name].min()), float(train_rows[name].max())] for name in FEATURES
+    card = save_model(
+        model_files=files,
+        card_without_tag={
+            "feature_ranges_cm": {
+                name: [float(train_rows[name].min()), float(train_rows[name].max())] for name in FEATURES
+            },
+            "feature_medians_cm": {name: float(train_rows[name].median()) for name in FEATURES},
+            "params": params,
+            "held_out_accuracy": held_out_accuracy,
+            "git_commit": git_commit(),
+            "train_data_md5": train_md5,
+            "test_data_md5": file_md5(test_csv),
+            "fast_path": "onnx" if onnx_files else "sklearn",
+            "onnx_conversion_error": conversion_error or "",
+            "library_versions": library_versions(),
         },
-        "feature_medians_cm": {name: float(train_rows[name].median()) for name in FEATURES},
-        "params": json.dumps(params, sort_keys=True),
-        "held_out_accuracy": held_out_accuracy,
-        "git_commit": commit,
-        "train_data_md5": train_md5,
-        "test_data_md5": file_md5(test_csv),
-        "fast_path": "onnx" if onnx_files else "sklearn",
-        "onnx_conversion_error": conversion_error or "",
-        "library_versions": library_versions(),
-    }
-    labels = {
-        "git_commit": commit,
-        "train_data_md5": train_md5,
-        "estimator": params["estimator"],
-        "fast_path": metadata["fast_path"],
-    }
-    tag = save_model(model_files=files, labels=labels, metadata=metadata)
-    return tag, metadata
+    )
+    return card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,17 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params("train")
-        tag, metadata = train(params=params)
+        card = train(params=params)
     except (OSError, ValueError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
     if not args.no_export:
-        export_model(tag, MODEL_EXPORT)
-        info = {"tag": tag, **metadata, "params": params}
-        write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", MODEL_INFO)
-    print(
-        f"train: saved {tag} (held-out accuracy {metadata['held_out_accuracy']:.3f}, fast path {metadata['fast_path']})"
-    )
+        export_model(card.tag, MODEL_EXPORT)
+        card.write(MODEL_INFO)
+    print(f"train: saved {card.tag} (held-out accuracy {card.held_out_accuracy:.3f}, fast path {card.fast_path})")
     return 0
 
 

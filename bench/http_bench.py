@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 from bench.model_latency import measure as measure_in_process
 from bench.model_latency import render as render_in_process
 from iris_classifier.bento import build as build_bento
-from iris_classifier.model import read_model_info
-from iris_classifier.paths import MODEL_INFO, ROOT
+from iris_classifier.paths import ROOT
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
-from tests.servers import Server
+from iris_classifier.servers import Server
+from iris_classifier.store import ModelCard
 
 ONE_SPECIES = "virginica"
 ONE_FLOWER = json.dumps(EXAMPLE_FLOWERS[ONE_SPECIES])
@@ -126,7 +126,7 @@ def one_connection_latency(url: str, count: int, *, classifies: bool) -> dict[st
 
 def batch_flowers(count: int, seed: int = 0) -> list[dict[str, float]]:
     """Flowers as measured (0.1 cm steps) anywhere in the training ranges: varied answers, not one repeated."""
-    ranges = read_model_info(MODEL_INFO)["feature_ranges_cm"]
+    ranges = ModelCard.read().feature_ranges_cm
     rng = random.Random(seed)
     return [{name: round(rng.uniform(*ranges[name]), 1) for name in FEATURES} for _ in range(count)]
 

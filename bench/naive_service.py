@@ -10,7 +10,11 @@ import numpy as np
 
 from iris_classifier.model import PIPELINE_FILE
 from iris_classifier.schema import FEATURES, SPECIES, Flower, Prediction
-from iris_classifier.service_support import freeze_heap, model_tag_to_serve, server_settings
+from iris_classifier.serving import bentoml_compat
+from iris_classifier.serving.settings import freeze_heap, server_settings
+from iris_classifier.store import model_tag_to_serve
+
+bentoml_compat.install_response_start_timeout()  # as service.py does
 
 
 @bentoml.service(name="iris_naive", **server_settings())

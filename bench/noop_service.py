@@ -6,11 +6,14 @@ import bentoml
 from starlette.responses import Response
 
 from iris_classifier.schema import SPECIES, Flower, Prediction
-from iris_classifier.service_support import freeze_heap, server_settings
+from iris_classifier.serving import bentoml_compat
+from iris_classifier.serving.settings import freeze_heap, server_settings
 
 # Serialized once: the cheapest answer the framework can send (service.py serializes each answer with orjson).
 ANSWER = Prediction(species=SPECIES[0], probabilities=dict.fromkeys(SPECIES, 1 / 3), model_version="noop", warnings=[])
 ANSWER_JSON = ANSWER.model_dump_json().encode()
+
+bentoml_compat.install_response_start_timeout()  # as service.py does
 
 
 @bentoml.service(name="iris_noop", **server_settings())

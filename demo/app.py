@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import gradio as gr
 import requests
 
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, SPECIES
+from iris_classifier.store import ModelCard, ModelNotFoundError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_API_URL = "http://127.0.0.1:3000"
@@ -97,8 +99,11 @@ def api_url_of(request: gr.Request | None, configured: str | None) -> str:
     return DEFAULT_API_URL
 
 
-def build_demo(*, api_url: str | None, ranges: dict[str, list[float]], defaults: dict[str, float]) -> gr.Blocks:
-    """Four measurements in, species, probabilities, model version and warnings out."""
+def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
+    """Four measurements in, species, probabilities, model version and warnings out.
+
+    The inputs start at the training medians and name the training ranges, from the model's card.
+    """
     with gr.Blocks(title="Iris species classifier", analytics_enabled=False) as demo:
         gr.Markdown(
             "# Iris species classifier\n"
@@ -108,10 +113,10 @@ def build_demo(*, api_url: str | None, ranges: dict[str, list[float]], defaults:
             with gr.Column(min_width=300):
                 inputs, error_boxes = [], []
                 for name in FEATURES:
-                    low, high = ranges[name]
+                    low, high = card.feature_ranges_cm[name]
                     inputs.append(
                         gr.Number(
-                            value=defaults[name],
+                            value=card.feature_medians_cm[name],
                             label=FEATURE_LABELS[name],
                             info=f"seen in training: {low:g} to {high:g} cm",
                             elem_id=f"input-{name}",
@@ -171,24 +176,19 @@ def build_demo(*, api_url: str | None, ranges: dict[str, list[float]], defaults:
     return demo
 
 
-def model_card(api_url: str) -> dict[str, Any] | None:
+def model_card(api_url: str) -> ModelCard:
+    """The served model's card from the service; the pipeline's own card when the service is down."""
     try:
         response = requests.get(f"{api_url}/model", timeout=TIMEOUT_S)
-        return response.json() if response.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None
+        if response.status_code == 200:
+            return ModelCard.from_dict(response.json())
+    except (requests.RequestException, ValueError, TypeError):
+        pass
+    return ModelCard.read()
 
 
 def standalone(api_url: str) -> gr.Blocks:
-    """Ranges and defaults from the running model; from the bundled dataset when the service is down."""
-    card = model_card(api_url)
-    if card:
-        ranges, defaults = card["feature_ranges_cm"], card["feature_medians_cm"]
-    else:
-        from iris_classifier.data import reference_medians, reference_ranges
-
-        ranges, defaults = reference_ranges(), reference_medians()
-    return build_demo(api_url=api_url, ranges=ranges, defaults=defaults)
+    return build_demo(api_url=api_url, card=model_card(api_url))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
     print(f"demo: calling the service at {args.api_url}; open http://{args.host}:{args.port}")
-    standalone(args.api_url.rstrip("/")).launch(server_name=args.host, server_port=args.port, show_api=False)
+    try:
+        demo = standalone(args.api_url.rstrip("/"))
+    except ModelNotFoundError as missing:
+        print(f"demo: the service at {args.api_url} is not answering and {missing}", file=sys.stderr)
+        return 1
+    demo.launch(server_name=args.host, server_port=args.port, show_api=False)
     return 0
 
 

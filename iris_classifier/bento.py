@@ -6,10 +6,9 @@ import argparse
 import subprocess
 import sys
 
-from iris_classifier.model import read_model_info
-from iris_classifier.paths import MODEL_INFO, ROOT
+from iris_classifier.paths import ROOT
 from iris_classifier.schema import MODEL_NAME
-from iris_classifier.store import ModelNotFoundError, ensure_model, git_commit
+from iris_classifier.store import ModelCard, ModelNotFoundError, ensure_model, git_commit
 
 
 def bento_tag() -> str:
@@ -40,13 +39,13 @@ def build(*, force: bool = False) -> str:
             print(f"bento: {tag} already built")
             return tag
         bentoml.bentos.delete(tag)
-    info = read_model_info(MODEL_INFO)
+    card = ModelCard.read()
     labels = {
-        "git_commit": info["git_commit"],
-        "model_tag": info["tag"],
-        "train_data_md5": info["train_data_md5"],
-        "held_out_accuracy": f"{info['held_out_accuracy']:.4f}",
-        "fast_path": info["fast_path"],
+        "git_commit": card.git_commit,
+        "model_tag": card.tag,
+        "train_data_md5": card.train_data_md5,
+        "held_out_accuracy": f"{card.held_out_accuracy:.4f}",
+        "fast_path": card.fast_path,
     }
     command = ["bentoml", "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
     for key, value in labels.items():

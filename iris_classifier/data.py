@@ -30,17 +30,6 @@ def bundled_iris() -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def reference_ranges() -> dict[str, list[float]]:
-    """[min, max] per measurement in the bundled dataset: a fallback when no model can be asked."""
-    frame = bundled_iris()
-    return {name: [float(frame[name].min()), float(frame[name].max())] for name in FEATURES}
-
-
-def reference_medians() -> dict[str, float]:
-    frame = bundled_iris()
-    return {name: float(frame[name].median()) for name in FEATURES}
-
-
 def read_source(source: str) -> pd.DataFrame:
     """`sklearn` for the bundled copy, else a CSV path or URL with the project's columns."""
     if source == "sklearn":

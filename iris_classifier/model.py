@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -142,9 +141,3 @@ def encode_species(names: Any) -> np.ndarray:
     """Species names -> 0, 1, 2 in SPECIES order (the model's class indices)."""
     index = {name: i for i, name in enumerate(SPECIES)}
     return np.array([index[n] for n in names], dtype=np.int64)
-
-
-def read_model_info(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `make pipeline` to train the model")
-    return json.loads(path.read_text())

@@ -1,4 +1,9 @@
-"""Checks before DVC talks to a remote: say what to set instead of failing deep inside a transfer."""
+"""DVC remotes: check one before DVC talks to it, and pull/push under the pipeline's rules.
+
+The default remote `local` is a cache: when it cannot serve, the pipeline rebuilds. Any other remote
+was chosen on purpose (`DVC_REMOTE=gdrive`): when it cannot serve, the build stops before training,
+so a team build never ships a model that is not the team's.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +60,19 @@ def check_remote(name: str, root: Path = ROOT) -> None:
         raise RemoteNotReady(f"DVC remote {name!r} is not configured; `dvc remote list` shows the remotes")
     if not url.startswith("gdrive://"):
         return
+    # Both problems at once when both are there: a new team member usually has neither.
+    problems = []
     if "SET-ME" in url:
-        raise RemoteNotReady("the gdrive remote has no folder id: run `make gdrive-folder FOLDER_ID=<Drive folder id>`")
+        problems.append("the gdrive remote has no folder id: run `make gdrive-folder FOLDER_ID=<Drive folder id>`")
+    try:
+        check_drive_credentials(name, root)
+    except RemoteNotReady as error:
+        problems.append(str(error))
+    if problems:
+        raise RemoteNotReady("; and ".join(problems))
+
+
+def check_drive_credentials(name: str, root: Path) -> None:
     if os.environ.get(CREDENTIALS_ENV):
         check_service_account_key(os.environ[CREDENTIALS_ENV], f"${CREDENTIALS_ENV}")
         return
@@ -69,11 +85,51 @@ def check_remote(name: str, root: Path = ROOT) -> None:
     check_service_account_key(path.read_text(), f"key file {path}")
 
 
+DEFAULT_REMOTE = "local"
+
+
+def redacted(text: str) -> str:
+    """DVC's own error text, minus the key should any part of it ever appear there."""
+    key = os.environ.get(CREDENTIALS_ENV, "")
+    return text.replace(key, f"<${CREDENTIALS_ENV}>") if len(key) > 8 else text
+
+
+def transfer(verb: str, name: str, root: Path = ROOT) -> int:
+    """`dvc pull|push -r name` for the pipeline: 0 when done; for the default remote, a failure is a warning."""
+    contract = name != DEFAULT_REMOTE
+    try:
+        check_remote(name, root)
+    except RemoteNotReady as error:
+        print(f"{verb}: remote {name!r}: {error}", file=sys.stderr)
+        return 2 if contract else 0
+    command = ["dvc", verb, "-r", name] + (["--allow-missing"] if verb == "pull" else [])
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if result.returncode == 0:
+        print(f"{verb}: done with remote {name!r}")
+        return 0
+    dvc_said = redacted((result.stderr or result.stdout).strip())
+    if not contract:
+        print(f"{verb}: default remote {name!r} unavailable, so the pipeline rebuilds what it lacks. DVC said:")
+        print(f"  {dvc_said}")
+        return 0
+    credentials = (
+        f" (credentials: ${CREDENTIALS_ENV})" if _dvc_config(f"remote.{name}.url", root).startswith("gdrive://") else ""
+    )
+    print(
+        f"{verb}: remote {name!r}{credentials} failed, and it was chosen explicitly, so the build stops here "
+        f"instead of training without it. DVC said:\n  {dvc_said}",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "check":
-        print("usage: python -m iris_classifier.remote check REMOTE", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("check", "pull", "push"):
+        print("usage: python -m iris_classifier.remote check|pull|push REMOTE", file=sys.stderr)
         return 2
+    if args[0] != "check":
+        return transfer(args[0], args[1])
     try:
         check_remote(args[1])
     except RemoteNotReady as error:

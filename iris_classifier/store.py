@@ -1,22 +1,111 @@
-"""The BentoML model store: save a trained model with its provenance, export it, restore it."""
+"""The BentoML model store: the model card, saving a trained model, exporting and restoring it."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from iris_classifier import environment
 from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, ROOT
-from iris_classifier.schema import MODEL_NAME
+from iris_classifier.schema import FEATURES, MODEL_NAME, SPECIES
 
 
 class ModelNotFoundError(RuntimeError):
-    """No usable model in the store; the message says which make target provides one."""
+    """No usable model; the message names the store looked in, why that store, and the command that fixes it."""
 
 
 # Pipeline outputs that git tracks: reproducing the pipeline rewrites them (a retrained model has a
 # new tag), which says nothing about the code, so they do not make a commit "dirty".
 PIPELINE_RECORDS = ("dvc.lock", "reports")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a trained model says about itself: written by `train.py`, read by the service, Bento, image and demo."""
+
+    tag: str
+    feature_ranges_cm: dict[str, list[float]]
+    feature_medians_cm: dict[str, float]
+    params: dict[str, Any]
+    held_out_accuracy: float
+    git_commit: str
+    train_data_md5: str
+    test_data_md5: str
+    fast_path: str
+    library_versions: dict[str, str]
+    onnx_conversion_error: str = ""
+    features: list[str] = field(default_factory=lambda: list(FEATURES))
+    species: list[str] = field(default_factory=lambda: list(SPECIES))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def store_metadata(self) -> dict[str, Any]:
+        """The card as BentoML model metadata (everything but the tag; params as JSON text)."""
+        metadata = self.as_dict()
+        del metadata["tag"]
+        metadata["params"] = json.dumps(self.params, sort_keys=True)
+        return metadata
+
+    def store_labels(self) -> dict[str, str]:
+        """The few facts worth filtering on in `bentoml models list`."""
+        return {
+            "git_commit": self.git_commit,
+            "train_data_md5": self.train_data_md5,
+            "estimator": str(self.params.get("estimator", "")),
+            "fast_path": self.fast_path,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """From models/model.json or a service's /model answer (extra keys there are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    @classmethod
+    def from_store_entry(cls, model: Any) -> ModelCard:
+        """From a BentoML store entry (`bentoml.models.get(tag)` or a service's `BentoModel`)."""
+        metadata = dict(model.info.metadata)
+        return cls.from_dict({**metadata, "tag": str(model.tag), "params": json.loads(metadata["params"])})
+
+    def write(self, path: Path = MODEL_INFO) -> None:
+        from iris_classifier.data import write_text_atomic
+
+        write_text_atomic(json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n", path)
+
+    @classmethod
+    def read(cls, path: Path = MODEL_INFO) -> ModelCard:
+        """The card the pipeline recorded in models/model.json."""
+        if not path.exists():
+            raise model_not_found(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} is missing")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def model_not_found(problem: str, *, tag: str | None = None, export_path: Path = MODEL_EXPORT) -> ModelNotFoundError:
+    """The one "no model" error: what is missing, the store looked in and why, and the command for this case."""
+    home = environment.bentoml_home()
+    chosen_by = environment.bentoml_home_source()
+    if tag is None:
+        fix = "run `make pipeline` (trains the model, or pulls it from the DVC remote)"
+    elif os.environ.get("IRIS_MODEL_TAG") == tag:
+        fix = (
+            "IRIS_MODEL_TAG chose that model; `bentoml models list` shows what this store holds, "
+            "and `unset IRIS_MODEL_TAG` serves the pipeline's model"
+        )
+    elif export_path.exists() and chosen_by == environment.PROJECT_DEFAULT:
+        fix = "run `make model-import` (imports models/iris_classifier.bentomodel into the store)"
+    elif export_path.exists():
+        fix = (
+            "run `make model-import` to import the pipeline's model into that store, "
+            "or `unset BENTOML_HOME` to use the project's store (.bentoml/)"
+        )
+    else:
+        fix = "run `make pipeline` (trains the model, or pulls it from the DVC remote)"
+    return ModelNotFoundError(f"{problem}; BentoML store {home} (chosen by {chosen_by}): {fix}")
 
 
 def git_commit(root: Path = ROOT) -> str:
@@ -32,14 +121,17 @@ def git_commit(root: Path = ROOT) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def save_model(*, model_files: dict[str, bytes], labels: dict[str, str], metadata: dict[str, Any]) -> str:
-    """Write the files into a new store entry and return its tag (`iris_classifier:<version>`)."""
+def save_model(*, model_files: dict[str, bytes], card_without_tag: dict[str, Any]) -> ModelCard:
+    """Write the files into a new store entry; returns the card with the entry's tag."""
     import bentoml
 
-    with bentoml.models.create(MODEL_NAME, labels=labels, metadata=metadata, module="iris_classifier") as model:
+    draft = ModelCard(tag="", **card_without_tag)
+    with bentoml.models.create(
+        MODEL_NAME, labels=draft.store_labels(), metadata=draft.store_metadata(), module="iris_classifier"
+    ) as model:
         for name, content in model_files.items():
             Path(model.path_of(name)).write_bytes(content)
-    return str(model.tag)
+    return ModelCard(tag=str(model.tag), **card_without_tag)
 
 
 def export_model(tag: str, destination: Path = MODEL_EXPORT) -> None:
@@ -52,34 +144,38 @@ def export_model(tag: str, destination: Path = MODEL_EXPORT) -> None:
     tmp.replace(destination)
 
 
-def ensure_model(info_path: Path = MODEL_INFO, export_path: Path = MODEL_EXPORT) -> Any:
-    """The store entry named by models/model.json, importing the DVC-tracked export if needed."""
+def model_tag_to_serve() -> str:
+    """IRIS_MODEL_TAG if set, else the tag the pipeline recorded in models/model.json."""
+    return os.environ.get("IRIS_MODEL_TAG") or ModelCard.read().tag
+
+
+def stored_model(tag: str) -> Any:
+    """The store entry for `tag`, or the one "no model" error."""
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from iris_classifier.model import read_model_info
-
-    try:
-        tag = read_model_info(info_path)["tag"]
-    except FileNotFoundError as error:
-        raise ModelNotFoundError(
-            f"{info_path.name} is missing: run `make pipeline` (trains, or pulls the model from the DVC remote)"
-        ) from error
     try:
         return bentoml.models.get(tag)
     except NotFound:
-        pass
-    if not export_path.exists():
-        raise ModelNotFoundError(
-            f"model {tag} is not in the BentoML store and {export_path.name} is missing: "
-            "run `make pipeline` (or `make model-import` after `dvc pull`)"
-        )
+        raise model_not_found(f"model {tag} is not in the BentoML store", tag=tag) from None
+
+
+def ensure_model(info_path: Path = MODEL_INFO, export_path: Path = MODEL_EXPORT) -> Any:
+    """The store entry named by models/model.json, importing the DVC-tracked export if needed."""
+    import bentoml
+
+    tag = ModelCard.read(info_path).tag
+    try:
+        return stored_model(tag)
+    except ModelNotFoundError:
+        if not export_path.exists():
+            raise
     bentoml.models.import_model(str(export_path))
     return bentoml.models.get(tag)
 
 
 def main() -> int:
-    """`python -m iris_classifier.store`: make sure the pipeline's model is in the local store."""
+    """`python -m iris_classifier.store`: make sure the pipeline's model is in the BentoML store."""
     import sys
 
     try:
@@ -87,7 +183,7 @@ def main() -> int:
     except ModelNotFoundError as error:
         print(f"model-import: {error}", file=sys.stderr)
         return 1
-    print(f"model-import: {model.tag} is in the BentoML store")
+    print(f"model-import: {model.tag} is in the BentoML store {environment.bentoml_home()}")
     return 0
 
 

@@ -19,9 +19,8 @@ import urllib.error
 import urllib.request
 
 from iris_classifier.bento import build as build_bento
-from iris_classifier.model import read_model_info
-from iris_classifier.paths import MODEL_INFO, ROOT
-from iris_classifier.store import git_commit
+from iris_classifier.paths import ROOT
+from iris_classifier.store import ModelCard, git_commit
 
 IMAGE = os.environ.get("IMAGE", "iris-classifier")
 CONTAINER = os.environ.get("CONTAINER", "iris-classifier")
@@ -51,6 +50,11 @@ def ensure_base_image() -> str:
         pulled = False
     if pulled:
         return "pulled"
+    if os.geteuid() != 0:
+        raise SystemExit(
+            f"image: base image {BASE_IMAGE} is missing and cannot be pulled; an admin must provide it once: "
+            "`sudo ops/agent_setup.sh <agent user>` (or `docker pull` it where a registry is reachable)"
+        )
     print(f"image: cannot pull {BASE_IMAGE}; building the offline stand-in")
     subprocess.run([str(ROOT / "ops" / "standin_base.sh"), BASE_IMAGE], check=True)
     return "stand-in"
@@ -64,7 +68,7 @@ def build() -> str:
     require_engine()
     bento = build_bento()
     commit = bento.split(":", 1)[1]
-    info = read_model_info(MODEL_INFO)
+    card = ModelCard.read()
     base = ensure_base_image()
     labels = {
         "org.opencontainers.image.revision": commit,
@@ -72,9 +76,9 @@ def build() -> str:
         "org.opencontainers.image.source": SOURCE,
         "org.opencontainers.image.title": "iris-classifier",
         "org.opencontainers.image.version": commit,
-        "ai.iris.model.tag": info["tag"],
-        "ai.iris.model.held_out_accuracy": f"{info['held_out_accuracy']:.4f}",
-        "ai.iris.model.train_data_md5": info["train_data_md5"],
+        "ai.iris.model.tag": card.tag,
+        "ai.iris.model.held_out_accuracy": f"{card.held_out_accuracy:.4f}",
+        "ai.iris.model.train_data_md5": card.train_data_md5,
         "ai.iris.bento": bento,
     }
     command = ["bentoml", "containerize", bento, "-t", image_tag(commit), "--opt", "network=host"]

@@ -9,19 +9,26 @@ from pathlib import Path
 
 import pytest
 
+from iris_classifier import environment
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
-# Before anything imports bentoml: the project's own store, no usage reporting.
-os.environ.setdefault("BENTOML_HOME", str(ROOT / ".bentoml"))
-for name, value in {
-    "BENTOML_DO_NOT_TRACK": "True",
-    "DVC_NO_ANALYTICS": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-}.items():
-    os.environ[name] = value
+# The venv's .pth hook (iris_classifier/environment.py) already set the BentoML home and telemetry off;
+# this covers a pytest started by another interpreter with the project on its path.
+environment.apply()
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
+
+# A test that needs any of these runs the pipeline, a server or a browser: it is in the slow tier, and
+# `make test-fast` (-m "not slow") leaves it out. Derived from the fixtures, so the tiers cannot drift.
+SLOW_FIXTURES = {"pipeline_ready", "project_copy", "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -49,11 +56,10 @@ def stored_model(pipeline_ready):
 
 
 @pytest.fixture(scope="session")
-def model_info(pipeline_ready) -> dict:
-    from iris_classifier.model import read_model_info
-    from iris_classifier.paths import MODEL_INFO
+def model_card(pipeline_ready):
+    from iris_classifier.store import ModelCard
 
-    return read_model_info(MODEL_INFO)
+    return ModelCard.read()
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +71,7 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def server(pipeline_ready, artifacts_dir):
     """`bentoml serve service:IrisClassifier` from the work tree, on a free loopback port."""
-    from tests.servers import Server
+    from iris_classifier.servers import Server
 
     process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-source.log").start()
     yield process

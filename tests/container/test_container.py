@@ -12,10 +12,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from iris_classifier.model import read_model_info
-from iris_classifier.paths import MODEL_INFO
 from iris_classifier.schema import EXAMPLE_FLOWERS
-from iris_classifier.store import git_commit
+from iris_classifier.store import ModelCard, git_commit
 
 pytestmark = pytest.mark.container
 
@@ -47,9 +45,9 @@ def test_image_is_tagged_with_the_commit_and_carries_oci_labels(container, image
     assert labels["org.opencontainers.image.revision"] == commit
     datetime.strptime(labels["org.opencontainers.image.created"], "%Y-%m-%dT%H:%M:%SZ")
     assert labels["org.opencontainers.image.source"].startswith("https://")
-    info = read_model_info(MODEL_INFO)
-    assert labels["ai.iris.model.tag"] == info["tag"]
-    assert float(labels["ai.iris.model.held_out_accuracy"]) == pytest.approx(info["held_out_accuracy"], abs=1e-4)
+    card = ModelCard.read()
+    assert labels["ai.iris.model.tag"] == card.tag
+    assert float(labels["ai.iris.model.held_out_accuracy"]) == pytest.approx(card.held_out_accuracy, abs=1e-4)
 
 
 def test_runs_as_a_non_root_user(container, image):
@@ -72,7 +70,7 @@ def test_health_check_turns_healthy_on_readyz(container, image):
 def test_model_card_names_the_running_commit(container):
     card = requests.get(f"{URL}/model", timeout=10).json()
     assert card["bento_commit"] == git_commit()
-    assert card["tag"] == read_model_info(MODEL_INFO)["tag"]
+    assert card["tag"] == ModelCard.read().tag
 
 
 def test_restart_policy_brings_a_service_killed_mid_load_back(container):

@@ -1,14 +1,12 @@
-"""Headless Chromium (Debian's) driven by Playwright, and a standalone demo with its own service."""
+"""Headless Chromium (Debian's, or Playwright's own) for Playwright, and a standalone demo with its own service."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.servers import DemoProcess, Server
+from iris_classifier.servers import DemoProcess, Server
+from ops import browser as browsers
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -24,11 +22,12 @@ CHROMIUM_ARGS = [
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not shutil.which("chromium"):
-        pytest.fail("Debian's chromium is not installed: run `make browser` (or .ci/run, which installs it)")
+    executable = browsers.find()
+    if executable is None:
+        pytest.fail(f"no headless Chromium for the browser tests: {browsers.FIX}")
     with sync_playwright() as playwright:
         # Playwright gives each launch a new empty profile directory of its own.
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

@@ -14,6 +14,7 @@ from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor
 from iris_classifier.params import load_params
 from iris_classifier.paths import TRAIN_CSV
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.store import ModelCard
 from tests.conftest import ROOT
 
 
@@ -33,9 +34,10 @@ def test_train_model_is_in_the_store_and_predicts_from_raw_cm(stored_model):
     assert pipeline.predict(rows).tolist() == [0, 1, 2]
 
 
-def test_model_metadata_names_its_training_data_and_commit(stored_model, model_info):
+def test_model_metadata_names_its_training_data_and_commit(stored_model, model_card):
     metadata, labels = stored_model.info.metadata, stored_model.info.labels
-    assert str(stored_model.tag) == model_info["tag"]
+    assert str(stored_model.tag) == model_card.tag
+    assert ModelCard.from_store_entry(stored_model) == model_card
     # The DVC hash of the training data, as dvc.lock records it for the train stage.
     assert labels["train_data_md5"] == metadata["train_data_md5"] == file_md5(TRAIN_CSV)
     assert metadata["train_data_md5"] == dvc_lock_md5("train", "data/prepared/train.csv")

@@ -12,8 +12,8 @@ import time
 import pytest
 import yaml
 
+from iris_classifier.servers import Server
 from tests.conftest import ROOT, run
-from tests.servers import Server
 
 PREPARED = ["data/prepared/standardized.csv", "data/prepared/train.csv", "data/prepared/test.csv"]
 
@@ -34,6 +34,7 @@ def test_model_missing_from_the_store_refuses_to_start_and_names_the_make_target
         log_path=artifacts_dir / "serve-missing-model.log",
     )
     server.start(wait_ready=0)
+    server_home = server.home
     try:
         deadline = time.monotonic() + 90
         while server.process.poll() is None and time.monotonic() < deadline:
@@ -43,7 +44,8 @@ def test_model_missing_from_the_store_refuses_to_start_and_names_the_make_target
         server.stop()
     log = (artifacts_dir / "serve-missing-model.log").read_text()
     assert "model iris_classifier:notinthestore is not in the BentoML store" in log
-    assert "make pipeline" in log and "make model-import" in log
+    assert f"BentoML store {server_home}" in log  # the store it looked in
+    assert "IRIS_MODEL_TAG chose that model" in log and "unset IRIS_MODEL_TAG" in log
 
 
 @pytest.mark.slow
@@ -83,11 +85,17 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
 
-def test_disk_full_during_a_stage_fails_clearly_and_leaves_the_last_good_outputs(pipeline_ready):
-    before = {name: md5(ROOT / name) for name in PREPARED}
+def test_disk_full_during_a_stage_fails_clearly_and_leaves_the_last_good_outputs(project_copy, pipeline_ready):
+    copy, env = project_copy  # a copy: the stage must never touch the project's own outputs
+    for name in ["data/raw/iris.csv", *PREPARED]:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes((ROOT / name).read_bytes())
+    before = {name: md5(copy / name) for name in PREPARED}
+    project_before = {name: md5(ROOT / name) for name in PREPARED}
     result = subprocess.run(
         [sys.executable, "-m", "stages.prepare"],
-        cwd=ROOT,
+        cwd=copy,
+        env={**env, "PYTHONPATH": str(copy)},  # the copy's own code and paths
         capture_output=True,
         text=True,
         preexec_fn=limit_file_size,
@@ -95,5 +103,6 @@ def test_disk_full_during_a_stage_fails_clearly_and_leaves_the_last_good_outputs
     assert result.returncode == 1
     assert "prepare:" in result.stderr and "File too large" in result.stderr
     assert "Traceback" not in result.stderr
-    assert {name: md5(ROOT / name) for name in PREPARED} == before  # nothing half-written in place
-    assert not list((ROOT / "data/prepared").glob(".*.tmp"))  # and no temporary files left behind
+    assert {name: md5(copy / name) for name in PREPARED} == before  # nothing half-written in place
+    assert not list((copy / "data/prepared").glob(".*.tmp"))  # and no temporary files left behind
+    assert {name: md5(ROOT / name) for name in PREPARED} == project_before  # the project itself untouched

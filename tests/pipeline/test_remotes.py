@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import ROOT, run
 
-NO_NETWORK = shutil.which("unshare") and ["unshare", "--net"]
+
+def network_isolation() -> tuple[list[str] | None, str]:
+    """A command prefix that runs a program with no network but loopback, found by trying; else why not.
+
+    Root gets a plain network namespace; an ordinary user gets one inside a user namespace where the
+    kernel allows it. The answer comes from the kernel, not from whether a program is installed.
+    """
+    reasons = []
+    for prefix in (["unshare", "--net"], ["unshare", "--user", "--map-root-user", "--net"]):
+        try:
+            attempt = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+        except FileNotFoundError as error:
+            return None, f"cannot run {prefix[0]}: {error}"
+        if attempt.returncode == 0:
+            return prefix, ""
+        reasons.append(f"`{' '.join(prefix)}`: {attempt.stderr.strip()}")
+    return None, "no network namespace can be made here (" + "; ".join(reasons) + ")"
+
+
+NO_NETWORK, NO_NETWORK_REASON = network_isolation()
 
 
 def fake_service_account_key() -> str:
@@ -57,7 +76,7 @@ def test_drive_plugin_imports_with_the_locked_crypto_stack():
     )
 
 
-@pytest.mark.skipif(not NO_NETWORK, reason="needs unshare to keep the attempt off the network")
+@pytest.mark.skipif(NO_NETWORK is None, reason=NO_NETWORK_REASON)
 def test_fake_key_fails_at_authentication_not_at_import(project_copy):
     copy, env = project_copy
     run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
@@ -104,3 +123,48 @@ def test_unset_drive_folder_names_the_make_target():
     result = run([sys.executable, "-m", "iris_classifier.remote", "check", "gdrive"], check=False)
     assert result.returncode == 2
     assert "make gdrive-folder FOLDER_ID=" in result.stderr
+
+
+@pytest.mark.skipif(NO_NETWORK is None, reason=NO_NETWORK_REASON)
+@pytest.mark.parametrize("credentials", [None, "{not json", "well-formed fake key"])
+def test_an_explicit_remote_that_cannot_serve_stops_the_pipeline_before_training(project_copy, credentials):
+    """DVC_REMOTE=gdrive is a contract: no key, a malformed key or a rejected key all stop `make pipeline`."""
+    copy, env = project_copy
+    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+    env = {k: v for k, v in env.items() if k != "GDRIVE_CREDENTIALS_DATA"}
+    if credentials == "well-formed fake key":
+        credentials = fake_service_account_key()
+    if credentials is not None:
+        env["GDRIVE_CREDENTIALS_DATA"] = credentials
+    before = workspace(copy)
+    # In a private network namespace: the token request of the fake key cannot leave loopback.
+    result = run(
+        [*NO_NETWORK, "make", "-s", "pipeline", "DVC_REMOTE=gdrive", f"VENV={ROOT / '.venv'}"],
+        cwd=copy,
+        env=env,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "GDRIVE_CREDENTIALS_DATA" in result.stderr
+    assert "Running stage" not in output and "train:" not in output  # stopped before any stage ran
+    assert workspace(copy) == before
+    if credentials:
+        assert credentials not in output  # the key is never echoed
+        assert "BEGIN PRIVATE KEY" not in output  # pragma: allowlist secret (a marker, not a key)
+
+
+def test_only_the_default_remote_may_fall_back_and_dvc_says_why(project_copy, capsys):
+    """`local` is a cache: when it cannot serve, the pipeline rebuilds; another remote stops it. DVC's reason shows."""
+    from iris_classifier.remote import transfer
+
+    copy, _ = project_copy
+    # A remote DVC refuses at once and offline: its scheme's plugin is not installed.
+    for name in ("local", "team"):
+        run(["dvc", "remote", "add", "--force", name, "ssh://127.0.0.1:1/remote"], cwd=copy)
+    assert transfer("pull", "local", root=copy) == 0
+    fallback = capsys.readouterr().out
+    assert "rebuilds" in fallback and "dvc-ssh" in fallback
+    assert transfer("pull", "team", root=copy) == 1
+    stopped = capsys.readouterr().err
+    assert "chosen explicitly" in stopped and "dvc-ssh" in stopped

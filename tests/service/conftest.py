@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from iris_classifier.servers import Server
 from tests.conftest import run
-from tests.servers import Server
 
 
 @pytest.fixture(scope="session")

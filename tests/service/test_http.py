@@ -10,15 +10,15 @@ import pytest
 import requests
 import yaml
 
-from iris_classifier.model import read_model_info
 from iris_classifier.params import load_params
-from iris_classifier.paths import MODEL_INFO, RAW_CSV
+from iris_classifier.paths import RAW_CSV
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
+from iris_classifier.store import ModelCard
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module", params=["source", "bento"])
-def url(request) -> str:
+def url(request, pipeline_ready) -> str:
     fixture = "server" if request.param == "source" else "bento_server"
     return request.getfixturevalue(fixture).url
 
@@ -36,7 +36,7 @@ def test_known_flower_gives_its_species(url, species):
     assert set(body["probabilities"]) == set(SPECIES)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert max(body["probabilities"], key=body["probabilities"].get) == species
-    assert body["model_version"] == read_model_info(MODEL_INFO)["tag"]
+    assert body["model_version"] == ModelCard.read().tag
     assert body["warnings"] == []
 
 
@@ -76,11 +76,11 @@ def test_batch_limit_is_enforced_with_a_4xx_naming_it(url):
 
 def test_model_endpoint_names_the_served_model(url):
     info = requests.get(f"{url}/model", timeout=10).json()
-    recorded = read_model_info(MODEL_INFO)
+    recorded = ModelCard.read()
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     train_md5 = next(d["md5"] for d in lock["stages"]["train"]["deps"] if d["path"] == "data/prepared/train.csv")
-    assert info["tag"] == recorded["tag"]
-    assert info["git_commit"] == recorded["git_commit"]
+    assert info["tag"] == recorded.tag
+    assert info["git_commit"] == recorded.git_commit
     assert info["train_data_md5"] == train_md5
     assert info["params"] == load_params("train")
     assert info["held_out_accuracy"] == pytest.approx(

@@ -1,34 +1,48 @@
-"""Limits: oversized bodies and batches are refused quickly; a stalled client does not block others."""
+"""Limits: oversized bodies are refused before they are read; a stalled client does not block others.
+
+No wall-clock bounds (the machine is shared): "not blocked" means answered within a generous client timeout,
+which a blocked server would never meet.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import socket
-import time
 
 import requests
 
 from iris_classifier.schema import EXAMPLE_FLOWERS, MAX_BATCH_FLOWERS
-from iris_classifier.service_support import MAX_BODY_BYTES
+from iris_classifier.serving.middleware import MAX_BODY_BYTES
 
 FLOWER = EXAMPLE_FLOWERS["setosa"]
 
 
 def still_serving(url: str) -> bool:
-    return requests.post(f"{url}/classify", json=FLOWER, timeout=5).json()["species"] == "setosa"
+    return requests.post(f"{url}/classify", json=FLOWER, timeout=30).json()["species"] == "setosa"
 
 
-def test_a_5_mb_body_is_refused_quickly(server):
+def test_a_5_mb_body_is_refused(server):
     body = json.dumps({"flowers": [FLOWER] * 60_000}).encode()
     assert len(body) > 5_000_000
-    started = time.monotonic()
     response = requests.post(
         f"{server.url}/classify_batch", data=body, headers={"Content-Type": "application/json"}, timeout=30
     )
     assert response.status_code == 413
     assert f"limit of {MAX_BODY_BYTES} bytes" in response.text
-    assert time.monotonic() - started < 5
+    assert still_serving(server.url)
+
+
+def test_a_declared_oversized_body_is_refused_before_any_of_it_is_sent(server):
+    """Only the headers are sent: a server that waited for the 5 MB body would never answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /classify_batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"413", answer[:200]
+    assert f"limit of {MAX_BODY_BYTES} bytes".encode() in answer
     assert still_serving(server.url)
 
 
@@ -62,14 +76,12 @@ def test_a_small_content_length_does_not_smuggle_a_large_chunked_body(server):
     assert still_serving(server.url)
 
 
-def test_a_200000_flower_batch_is_refused_quickly(server):
+def test_a_200000_flower_batch_is_refused(server):
     body = json.dumps({"flowers": [FLOWER] * 200_000}, separators=(",", ":")).encode()
-    started = time.monotonic()
     response = requests.post(
         f"{server.url}/classify_batch", data=body, headers={"Content-Type": "application/json"}, timeout=60
     )
     assert 400 <= response.status_code < 500
-    assert time.monotonic() - started < 5
     assert still_serving(server.url)
 
 
@@ -87,8 +99,6 @@ def test_a_stalled_client_does_not_block_another(server):
             b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 1000\r\n\r\n{"sepal_length": '
         )  # ... and never the rest
-        started = time.monotonic()
-        assert still_serving(server.url)
-        assert time.monotonic() - started < 2
+        assert still_serving(server.url)  # within its 30 s timeout, while the stalled body never comes
     finally:
         stalled.close()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from iris_classifier.paths import ROOT
+
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 
 
@@ -68,7 +69,7 @@ class Server:
             (home / store).symlink_to(shared / store)
         return str(home)
 
-    def start(self, *, wait_ready: float = 90.0, extra_args: tuple[str, ...] = ()) -> Server:
+    def start(self, *, wait_ready: float = 240.0, extra_args: tuple[str, ...] = ()) -> Server:
         self.home = self.home or self.private_home()
         env = {**os.environ, "BENTOML_HOME": self.home, **self.env}
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -1,0 +1,52 @@
+"""The defaults every Python process of the project's venv starts with: the project's BentoML store, telemetry off.
+
+`make install` writes a `.pth` file into the venv that imports this module, so `bentoml serve`,
+`bentoml models list`, `dvc repro`, `pytest` and the Makefile's commands all find the model store
+in `.bentoml/` of the project, with or without the venv activated, and without `export` lines.
+A variable already set in the environment wins: `BENTOML_HOME=~/bentoml bentoml models list` still
+reads that store, and the "no model" message then says so. This is the ONE place these defaults
+are set for the venv; the image sets its own in bentofile.yaml (`envs:`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_STORE = ROOT / ".bentoml"
+
+# Who chose BENTOML_HOME, for the "no model" message.
+PROJECT_DEFAULT = "the project's default (.bentoml/ in the project, set by the venv: iris_classifier/environment.py)"
+USER_SETTING = "the BENTOML_HOME environment variable"
+
+# BentoML, DVC and Gradio report usage to their vendors by default; Hugging Face helpers look things up online.
+TELEMETRY_OFF = {
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DVC_NO_ANALYTICS": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def apply(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
+    """Fill in what the environment does not already say."""
+    environ.setdefault("BENTOML_HOME", str(PROJECT_STORE))
+    for name, value in TELEMETRY_OFF.items():
+        environ.setdefault(name, value)
+
+
+def bentoml_home() -> str:
+    """The store BentoML uses in this process (its own default when nothing set one)."""
+    return os.environ.get("BENTOML_HOME", str(Path.home() / "bentoml"))
+
+
+def bentoml_home_source() -> str:
+    if "BENTOML_HOME" not in os.environ:
+        return "BentoML's default (no BENTOML_HOME set, and not started from the project's venv)"
+    return PROJECT_DEFAULT if Path(os.environ["BENTOML_HOME"]) == PROJECT_STORE else USER_SETTING
+
+
+def pth_line() -> str:
+    """The line `make install` writes into the venv's .pth file (site runs lines that start with `import`)."""
+    return "import iris_classifier.environment as e; e.apply()"

@@ -6,10 +6,9 @@ PYTHON_SYSTEM ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
-# Read by every Python process of the venv (site's .pth hook): the project's root on sys.path, then the
-# project's defaults (BentoML store in .bentoml/, telemetry off): see iris_classifier/environment.py.
-PTH_HOOK := import iris_classifier.environment as e; e.apply()
-STAMP := $(VENV)/.installed-$(shell { cat requirements.lock; echo '$(PTH_HOOK)'; } | sha1sum | cut -c1-12)
+# The stamp names what was installed: the lock and the venv's .pth hook (iris_classifier/environment.py).
+# By content, not mtime, so a copy of the project run with this venv (VENV=...) never reinstalls it.
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock iris_classifier/environment.py | sha1sum | cut -c1-12)
 
 PORT ?= 3000
 HOST ?= 127.0.0.1
@@ -32,13 +31,14 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv from requirements.lock (Python 3.11)
 
-$(STAMP): requirements.lock
+$(STAMP):
 	@$(PYTHON_SYSTEM) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required; found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
-	@# the project's shared package importable without a build step, and the project's defaults (PTH_HOOK)
-	@printf '%s\n%s\n' "$(CURDIR)" '$(PTH_HOOK)' > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
+	@# read by every Python start in the venv: the package importable without a build step, and the
+	@# project's defaults (BentoML store in .bentoml/, telemetry off); see iris_classifier/environment.py
+	@$(PY) -m iris_classifier.environment > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
 	$(VENV)/bin/uv pip check --python $(PY)
 	@rm -f $(VENV)/.installed-* && touch $@
 

@@ -1,6 +1,6 @@
 """The defaults every Python process of the project's venv starts with: the project's BentoML store, telemetry off.
 
-`make install` writes a `.pth` file into the venv that imports this module, so `bentoml serve`,
+`make install` writes a `.pth` file into the venv that applies these defaults at every start, so `bentoml serve`,
 `bentoml models list`, `dvc repro`, `pytest` and the Makefile's commands all find the model store
 in `.bentoml/` of the project, with or without the venv activated, and without `export` lines.
 A variable already set in the environment wins: `BENTOML_HOME=~/bentoml bentoml models list` still
@@ -29,10 +29,13 @@ TELEMETRY_OFF = {
 }
 
 
+def defaults() -> dict[str, str]:
+    return {"BENTOML_HOME": str(PROJECT_STORE), **TELEMETRY_OFF}
+
+
 def apply(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
     """Fill in what the environment does not already say."""
-    environ.setdefault("BENTOML_HOME", str(PROJECT_STORE))
-    for name, value in TELEMETRY_OFF.items():
+    for name, value in defaults().items():
         environ.setdefault(name, value)
 
 
@@ -47,6 +50,16 @@ def bentoml_home_source() -> str:
     return PROJECT_DEFAULT if Path(os.environ["BENTOML_HOME"]) == PROJECT_STORE else USER_SETTING
 
 
-def pth_line() -> str:
-    """The line `make install` writes into the venv's .pth file (site runs lines that start with `import`)."""
-    return "import iris_classifier.environment as e; e.apply()"
+def pth_file() -> str:
+    """What `make install` writes into the venv's .pth file: the project root on sys.path, then `apply` inlined.
+
+    The hook line must not import this package: imported at interpreter start, it would pin
+    `iris_classifier` to this checkout for the whole process, and a copy of the project run with
+    this venv (the pipeline tests do that) would then read and write this checkout's files.
+    """
+    settings = "; ".join(f"os.environ.setdefault({name!r}, {value!r})" for name, value in defaults().items())
+    return f"{ROOT}\nimport os; {settings}\n"
+
+
+if __name__ == "__main__":
+    print(pth_file(), end="")

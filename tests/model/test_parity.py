@@ -59,15 +59,15 @@ def unconvertible_model(pipeline_ready):
     from train import train
 
     params = {"estimator": "hist_gradient_boosting", "n_estimators": 20, "max_depth": 3, "seed": 0}
-    tag, metadata = train(params=params)
-    yield bentoml.models.get(tag), metadata
-    bentoml.models.delete(tag)
+    card = train(params=params)
+    yield bentoml.models.get(card.tag), card
+    bentoml.models.delete(card.tag)
 
 
 def test_a_model_without_onnx_converter_falls_back_to_sklearn(unconvertible_model):
-    model, metadata = unconvertible_model
-    assert metadata["fast_path"] == "sklearn"
-    assert metadata["onnx_conversion_error"]
+    model, card = unconvertible_model
+    assert card.fast_path == "sklearn"
+    assert card.onnx_conversion_error
     assert not (Path(model.path) / ONNX_FILE).exists()
     predictor = Predictor.from_dir(Path(model.path))
     assert predictor.backend == "sklearn"

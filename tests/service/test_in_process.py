@@ -56,7 +56,7 @@ def test_batch_in_process_matches_the_sklearn_reference(service, stored_model):
 
 
 def test_out_of_range_fields_are_listed_in_feature_order(service):
-    ranges = service.ranges
+    ranges = service.card.feature_ranges_cm
     flower = {name: ranges[name][1] + 1 for name in FEATURES}
     assert classify(service, **flower)["warnings"] == list(FEATURES)
     inside = {name: (ranges[name][0] + ranges[name][1]) / 2 for name in FEATURES}

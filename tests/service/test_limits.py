@@ -40,7 +40,9 @@ def test_a_declared_oversized_body_is_refused_before_any_of_it_is_sent(server):
             b"POST /classify_batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 5000000\r\n\r\n"
         )
-        answer = sock.recv(4096)
+        answer = b""
+        while b"limit_bytes" not in answer and (chunk := sock.recv(4096)):  # headers and body may come apart
+            answer += chunk
     assert answer.split(b"\r\n", 1)[0].split()[1] == b"413", answer[:200]
     assert f"limit of {MAX_BODY_BYTES} bytes".encode() in answer
     assert still_serving(server.url)
@@ -72,7 +74,9 @@ def test_a_small_content_length_does_not_smuggle_a_large_chunked_body(server):
             sock.sendall(head + chunk * 40 + b"0\r\n\r\n")  # 4 MB
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
     status = int(status_line.split()[1])
-    assert status == 413, status_line
+    # Refused either way: httptools (uvicorn's parser where installed) rejects both framings at once with
+    # 400; h11 reads the chunked body, which the request guard counts and stops at the limit with 413.
+    assert status in (400, 413), status_line
     assert still_serving(server.url)
 
 

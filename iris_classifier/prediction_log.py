@@ -46,9 +46,9 @@ def monitor_dir() -> Path:
     return Path(os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR)
 
 
-def data_files(log_dir: Path) -> list[Path]:
+def data_files(log_dir: Path, name: str = MONITOR_NAME) -> list[Path]:
     """The log's data files, current and rotated, oldest first."""
-    folder = log_dir / MONITOR_NAME / "data"
+    folder = log_dir / name / "data"
     return sorted(folder.glob("data.*.log*"), key=lambda path: (path.stat().st_mtime, path.name))
 
 
@@ -77,8 +77,8 @@ class BufferedMonitor(MonitorBase[Any]):
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         # (timestamp, request id, trace id, columns) per request; deque appends/pops are thread-safe.
-        self.pending: collections.deque[tuple[str, str, str, dict[str, collections.deque[Any]]]] = (
-            collections.deque(maxlen=max_pending)
+        self.pending: collections.deque[tuple[str, str, str, dict[str, collections.deque[Any]]]] = collections.deque(
+            maxlen=max_pending
         )
         self.queued = 0  # records queued since the last flush (a hint; the flush reads the deque)
         self.write_lock = threading.Lock()
@@ -171,17 +171,25 @@ class BufferedMonitor(MonitorBase[Any]):
 class PredictionLog:
     """What the service calls once per answer: one record per classified flower."""
 
-    def __init__(self, model_version: str, log_dir: Path | None = None, enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        model_version: str,
+        log_dir: Path | None = None,
+        enabled: bool | None = None,
+        name: str = MONITOR_NAME,
+        **options: Any,
+    ) -> None:
         self.model_version = model_version
         self.log_dir = log_dir or monitor_dir()
         self.enabled = os.environ.get(SWITCH_ENV, "1") != "0" if enabled is None else enabled
-        self.options = {"log_path": str(self.log_dir)}
+        self.name = name
+        self.options = {"log_path": str(self.log_dir), **options}  # BufferedMonitor's keyword arguments
 
     def record(self, measurements: Sequence[float], species: str, probabilities: Sequence[float]) -> None:
         """One flower (measurements in FEATURES order, probabilities in SPECIES order)."""
         if not self.enabled:
             return
-        with bentoml.monitor(MONITOR_NAME, monitor_class=BufferedMonitor, monitor_options=self.options) as monitor:
+        with bentoml.monitor(self.name, monitor_class=BufferedMonitor, monitor_options=self.options) as monitor:
             for name, value in zip(FEATURES, measurements, strict=True):
                 monitor.log(value, name, "feature", "numerical")
             monitor.log(species, "species", "prediction", "categorical")
@@ -193,7 +201,7 @@ class PredictionLog:
         """Many flowers: rows and probabilities are 2-D arrays (flowers x FEATURES / SPECIES)."""
         if not self.enabled or not len(species):
             return
-        with bentoml.monitor(MONITOR_NAME, monitor_class=BufferedMonitor, monitor_options=self.options) as monitor:
+        with bentoml.monitor(self.name, monitor_class=BufferedMonitor, monitor_options=self.options) as monitor:
             for column, name in enumerate(FEATURES):
                 monitor.log_batch(rows[:, column].tolist(), name, "feature", "numerical")
             monitor.log_batch(species, "species", "prediction", "categorical")
@@ -205,5 +213,5 @@ class PredictionLog:
         """Write what is queued now (tests, shutdown); 0 when nothing was recorded yet."""
         from bentoml._internal.monitoring.api import _MONITOR_INSTANCES
 
-        monitor = _MONITOR_INSTANCES.get(MONITOR_NAME)
+        monitor = _MONITOR_INSTANCES.get(self.name)
         return monitor.flush() if isinstance(monitor, BufferedMonitor) else 0

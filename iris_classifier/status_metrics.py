@@ -25,8 +25,10 @@ _cache: dict[str, Any] = {"key": None, "text": ""}
 def memory_lines() -> list[str]:
     """Resident memory of this server's processes: its supervisor and every worker (one per pid)."""
     me = psutil.Process()
-    lines = ["# HELP iris_process_resident_memory_bytes Resident memory of the serving processes, by role and pid",
-             "# TYPE iris_process_resident_memory_bytes gauge"]  # fmt: skip
+    lines = [
+        "# HELP iris_process_resident_memory_bytes Resident memory of the serving processes, by role and pid",
+        "# TYPE iris_process_resident_memory_bytes gauge",
+    ]
     processes = [("worker", me)]
     try:
         parent = me.parent()

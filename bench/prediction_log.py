@@ -21,7 +21,7 @@ from bench.http_bench import ONE_FLOWER as FLOWER
 from bench.http_bench import REPORT, batch_throughput, lua_script, machine, one_connection_latency, run_wrk
 from iris_classifier.bento import build as build_bento
 from iris_classifier.prediction_log import data_files
-from tests.servers import Server
+from iris_classifier.servers import Server
 
 START, END = "<!-- prediction-log:start -->", "<!-- prediction-log:end -->"
 

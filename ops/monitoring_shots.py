@@ -18,8 +18,8 @@ from pathlib import Path
 from iris_classifier.dashboard import PrometheusProcess, render_html, screenshot
 from iris_classifier.drift import check
 from iris_classifier.paths import ROOT
-from tests.monitoring.conftest import send_traffic, training_flowers
-from tests.servers import Server
+from iris_classifier.servers import Server
+from iris_classifier.synthetic_traffic import send_traffic, training_flowers
 
 IMAGES = ROOT / "docs" / "img"
 

@@ -14,12 +14,11 @@ from iris_classifier.dashboard import (
     grafana_to_promql,
     panel_queries,
 )
-from tests.monitoring.conftest import send_traffic, training_flowers
+from iris_classifier.synthetic_traffic import send_traffic, training_flowers
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason=f"prometheus is not installed: {PROMETHEUS_APT}"),
-]
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason=f"prometheus is not installed: {PROMETHEUS_APT}"
+)
 
 
 def test_the_dashboard_is_importable_with_a_prometheus_datasource_variable():
@@ -43,6 +42,7 @@ def prometheus(logged_server):
     process.stop()
 
 
+@needs_prometheus
 def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_server, prometheus):
     from iris_classifier.drift import EXIT_NO_DRIFT, check
 
@@ -99,6 +99,7 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
     assert rules["status"] == "success" and rules["data"]["result"] == [], rules
 
 
+@needs_prometheus
 def test_a_query_prometheus_rejects_is_reported(prometheus):
     """The acceptance check above is not vacuous: a broken query comes back as an error."""
     answer = prometheus.query(

@@ -14,9 +14,7 @@ from iris_classifier.paths import ROOT
 from iris_classifier.prediction_log import MONITOR_NAME, PredictionLog
 from iris_classifier.schema import FEATURES
 from iris_classifier.status_metrics import drift_lines
-from tests.monitoring.conftest import training_flowers
-
-pytestmark = pytest.mark.slow  # Evidently takes seconds to import and run
+from iris_classifier.synthetic_traffic import training_flowers
 
 
 def write_log(log_dir, flowers) -> None:
@@ -28,7 +26,7 @@ def write_log(log_dir, flowers) -> None:
 
 
 @pytest.fixture
-def log_dir(tmp_path, monkeypatch):
+def log_dir(pipeline_ready, tmp_path, monkeypatch):  # the training split is the reference
     from bentoml._internal.monitoring.api import _MONITOR_INSTANCES
 
     monkeypatch.delitem(_MONITOR_INSTANCES, MONITOR_NAME, raising=False)  # a fresh writer for this folder

@@ -7,11 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from iris_classifier.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files
 from iris_classifier.schema import FEATURES, SPECIES
-from tests.monitoring.conftest import send_traffic, training_flowers
+from iris_classifier.synthetic_traffic import send_traffic, training_flowers
 
 FIELDS = {*FEATURES, "species", *PROBABILITY_COLUMNS, "model_version", "timestamp", "request_id", "trace_id"}
 
@@ -74,7 +73,6 @@ def test_rotates_by_size_and_keeps_every_record_readable(tmp_path):
     assert len(read_records(tmp_path, "unit_rotate")) == 50
 
 
-@pytest.mark.slow
 def test_the_service_logs_every_classified_flower_and_no_refused_one(logged_server):
     flowers = training_flowers(60, seed=3)
     statuses = send_traffic(logged_server.url, flowers, bad_every=10, batch_size=20)

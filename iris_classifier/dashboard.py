@@ -8,6 +8,7 @@ Prometheus' answers with plotly into one HTML page and screenshots it with headl
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -186,7 +187,7 @@ def render_html(prometheus: PrometheusProcess, start: float, end: float, output:
                 points = [(float(t), float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
                 figure.add_trace(
                     go.Scatter(
-                        x=[time.strftime("%H:%M:%S", time.gmtime(t)) for t, _ in points],
+                        x=[dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in points],  # one time axis for all
                         y=[v for _, v in points],
                         mode="lines",
                         name=legend(target.get("legendFormat", ""), series["metric"]),
@@ -198,6 +199,12 @@ def render_html(prometheus: PrometheusProcess, start: float, end: float, output:
                 )
         unit = panel["fieldConfig"]["defaults"].get("unit", "")
         figure.update_yaxes(title_text=unit, row=row, col=col, tickformat=".0%" if unit == "percentunit" else None)
+        figure.update_xaxes(
+            range=[dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC)],
+            tickformat="%H:%M:%S",
+            row=row,
+            col=col,
+        )
     figure.update_layout(
         height=330 * rows,
         width=1400,

@@ -10,6 +10,7 @@ report with headless Chromium: docs/img/dashboard.png, docs/img/drift-report.png
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         prometheus.stop()
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

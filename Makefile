@@ -143,3 +143,31 @@ format: install ## apply ruff format and safe fixes
 
 clean: ## remove generated, untracked outputs (keeps tracked files, .venv, the DVC cache and remote)
 	git clean -fdX -- data models reports .bentoml .pytest_cache test-artifacts build
+
+# --- Monitoring (#15): Prometheus rules, Grafana dashboard, prediction log, drift ---------------------
+.PHONY: drift monitoring-check bench-log dashboard-shot lint-jenkinsfiles
+DRIFT_WINDOW ?= 500
+DRIFT_MIN_FLOWERS ?= 50
+DRIFT_LOG_DIR ?= $(or $(IRIS_MONITOR_DIR),$(CURDIR)/.monitor)
+DRIFT_HTML ?= $(CURDIR)/reports/drift.html
+DRIFT_JSON ?= $(CURDIR)/reports/drift.json
+
+drift: install ## last DRIFT_WINDOW logged flowers vs the training split (Evidently): reports/drift.{html,json}; check exit 0 ok, 1 drift, 2 too few
+	$(PY) -m iris_classifier.drift --log-dir $(DRIFT_LOG_DIR) --window $(DRIFT_WINDOW) --min-flowers $(DRIFT_MIN_FLOWERS) \
+	  --html $(DRIFT_HTML) --json $(DRIFT_JSON)
+
+monitoring-check: ## promtool: check the Prometheus config and rules, run the alert unit tests (needs: apt-get install -y prometheus)
+	@command -v promtool >/dev/null || { echo "monitoring-check: promtool is missing: apt-get install -y prometheus"; exit 2; }
+	cd monitoring && promtool check config prometheus.yml && promtool check rules rules/*.yml && promtool test rules tests/*.yml
+
+bench-log: bento ## what the prediction log costs /classify: log on vs off, alternated (needs wrk); a section of docs/benchmarks.md
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(PY) -m bench.prediction_log
+
+dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs/img/dashboard.png and drift-report.png (needs prometheus, chromium)
+	$(PY) -m ops.monitoring_shots
+
+lint-jenkinsfiles: ## lint the Jenkinsfile and Jenkinsfile.drift with npm-groovy-lint (as lint-jenkinsfile)
+	@$(MAKE) --no-print-directory lint-jenkinsfile
+	cd ops/groovy-lint && { npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile.drift; status=$$?; \
+	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }

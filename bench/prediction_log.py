@@ -1,0 +1,125 @@
+"""What the prediction log costs `/classify`: the Bento served twice, log on and off, alternated: `make bench-log`.
+
+Both contenders are this commit's Bento with the same settings, each on its own loopback port and BentoML
+home; `IRIS_PREDICTION_LOG=0` turns the log off for one of them. Throughput from wrk at 1 and 32
+connections, one-connection p50/p99 from the raw keep-alive client, the 10,000-flower batch rate; the
+rounds alternate on/off so the shared machine's noise falls on both. Replaces the "Prediction log"
+section of docs/benchmarks.md (between its markers) and leaves the rest of the file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.http_bench import ONE_FLOWER as FLOWER
+from bench.http_bench import REPORT, batch_throughput, lua_script, machine, one_connection_latency, run_wrk
+from iris_classifier.bento import build as build_bento
+from iris_classifier.prediction_log import data_files
+from iris_classifier.servers import Server
+
+START, END = "<!-- prediction-log:start -->", "<!-- prediction-log:end -->"
+
+
+def measure(rounds: int, seconds: int, latency_requests: int) -> tuple[dict, int]:
+    bento = build_bento()
+    work = Path(tempfile.mkdtemp(prefix="iris-bench-log-"))
+    servers = {
+        "log on": Server(bento, env={"IRIS_MONITOR_DIR": str(work / "log")}, log_path=work / "on.log"),
+        "log off": Server(
+            bento, env={"IRIS_PREDICTION_LOG": "0", "IRIS_MONITOR_DIR": str(work / "off")}, log_path=work / "off.log"
+        ),
+    }
+    results = {name: {"c1": [], "c32": [], "p50": [], "p99": [], "batch": [], "errors": 0} for name in servers}
+    try:
+        for server in servers.values():
+            server.start(wait_ready=180)
+        script = lua_script(FLOWER, work, "one")
+        for server in servers.values():
+            run_wrk(f"{server.url}/classify", script, 8, 2)  # warm-up, not recorded
+        for number in range(rounds):
+            print(f"bench-log: round {number + 1} of {rounds}", flush=True)
+            order = list(servers.items()) if number % 2 == 0 else list(reversed(servers.items()))
+            for name, server in order:
+                for connections in (1, 32):
+                    answer = run_wrk(f"{server.url}/classify", script, connections, seconds)
+                    results[name]["errors"] += answer["non_2xx"] + answer["socket_errors"]
+                    results[name][f"c{connections}"].append(answer["rps"])
+                latency = one_connection_latency(f"{server.url}/classify", latency_requests, classifies=True)
+                results[name]["p50"].append(latency["p50_ms"])
+                results[name]["p99"].append(latency["p99_ms"])
+                results[name]["batch"].append(
+                    batch_throughput(f"{server.url}/classify_batch", seconds)["flowers_per_s"]
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    logged = sum(sum(1 for _ in path.open("rb")) for path in data_files(work / "log"))
+    shutil.rmtree(work, ignore_errors=True)
+    return results, logged
+
+
+def render(results: dict, logged: int, args: argparse.Namespace) -> str:
+    on, off = results["log on"], results["log off"]
+    med = statistics.median
+
+    def row(label: str, key: str, unit: str, digits: int = 0) -> str:
+        ratio = med(on[key]) / med(off[key])
+        spread = ", ".join(f"{a:,.{digits}f}/{b:,.{digits}f}" for a, b in zip(on[key], off[key], strict=True))
+        cells = [f"{med(on[key]):,.{digits}f} {unit}", f"{med(off[key]):,.{digits}f} {unit}", f"{ratio:.2f}", spread]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    info = machine()
+    return f"""{START}
+## Prediction log (log on vs off)
+
+`make bench-log`, {dt.date.today().isoformat()}: this commit's Bento twice, `IRIS_PREDICTION_LOG=0` on one,
+{args.rounds} alternated rounds of {args.seconds} s, on {info["cores"]} cores ({info["cpu"]}), {info["wrk"]}. The log
+wrote {logged:,} records during the run. Target: `/classify` throughput with the log >= 0.90x without.
+Non-2xx answers or socket errors (wrk): {on["errors"]} with the log, {off["errors"]} without.
+
+| measure | log on | log off | on/off | rounds (on/off) |
+|---|---|---|---|---|
+{row("`/classify` req/s, 1 connection", "c1", "")}
+{row("`/classify` req/s, 32 connections", "c32", "")}
+{row("`/classify` p50, 1 connection", "p50", "ms", 2)}
+{row("`/classify` p99, 1 connection", "p99", "ms", 2)}
+{row("`/classify_batch` flowers/s (10,000 per request)", "batch", "")}
+
+Records go through `bentoml.monitor` into `BufferedMonitor` (iris_classifier/prediction_log.py): the request
+only queues them; a background thread writes JSON lines every second or every 1,024 records.
+{END}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--latency-requests", type=int, default=2000)
+    parser.add_argument("--output", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("bench-log: wrk is missing: apt-get install wrk (Debian package)", file=sys.stderr)
+        return 2
+    results, logged = measure(args.rounds, args.seconds, args.latency_requests)
+    section = render(results, logged, args)
+    text = args.output.read_text() if args.output.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + section.rstrip("\n") + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    args.output.write_text(text)
+    print(section)
+    print(f"bench-log: wrote the section to {args.output}")
+    ratio = statistics.median(results["log on"]["c32"]) / statistics.median(results["log off"]["c32"])
+    return 0 if ratio >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Every Grafana panel query, evaluated by a real Prometheus scraping a real service under traffic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from iris_classifier.dashboard import (
+    DASHBOARD,
+    PROMETHEUS_APT,
+    PrometheusProcess,
+    grafana_to_promql,
+    panel_queries,
+)
+from iris_classifier.synthetic_traffic import send_traffic, training_flowers
+
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason=f"prometheus is not installed: {PROMETHEUS_APT}"
+)
+
+
+def test_the_dashboard_is_importable_with_a_prometheus_datasource_variable():
+    board = json.loads(DASHBOARD.read_text())
+    assert board["__inputs"][0]["name"] == "DS_PROMETHEUS" and board["__inputs"][0]["pluginId"] == "prometheus"
+    variables = {variable["name"]: variable for variable in board["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource" and variables["DS_PROMETHEUS"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids)) >= 10
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}" and panel["targets"], panel["title"]
+    titles = " ".join(panel["title"] for panel in board["panels"]).lower()
+    for topic in ("requests per second", "latency", "4xx", "5xx", "species", "model call", "memory", "drift"):
+        assert topic in titles
+
+
+@pytest.fixture(scope="module")
+def prometheus(logged_server):
+    process = PrometheusProcess(f"127.0.0.1:{logged_server.port}", scrape_seconds=1).start()
+    yield process
+    process.stop()
+
+
+@needs_prometheus
+def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_server, prometheus):
+    from iris_classifier.drift import EXIT_NO_DRIFT, check
+
+    prometheus.wait_for_scrapes(2)
+    statuses = send_traffic(logged_server.url, training_flowers(150, seed=21), bad_every=5, batch_size=50)
+    assert statuses["200"] == 150 and statuses["400"] == 30 and statuses["batch 200"] == 3, statuses
+    # the drift check over what was just logged, published where the service reads it (drift panels)
+    code, verdict = check(
+        log_dir=logged_server.log_dir,
+        window=500,
+        min_flowers=50,
+        html_path=logged_server.log_dir / "drift.html",
+        json_path=logged_server.log_dir / "report.json",
+    )
+    assert code == EXIT_NO_DRIFT, verdict
+    send_traffic(logged_server.url, training_flowers(60, seed=22), bad_every=3)  # fresh traffic in the rate window
+    prometheus.wait_for_scrapes(3)
+
+    answers = {}
+    for query in panel_queries():
+        promql = grafana_to_promql(query.expr, rate_interval="30s")
+        answer = prometheus.query(promql)
+        assert answer["status"] == "success", f"{query.panel} [{query.legend}]: {promql}\n{answer}"
+        assert answer["data"]["result"], f"{query.panel} [{query.legend}] returned no data: {promql}"
+        answers[(query.panel, query.legend)] = {
+            json.dumps(series["metric"], sort_keys=True): float(series["value"][1])
+            for series in answer["data"]["result"]
+        }
+
+    def values(panel: str, legend: str) -> dict[str, float]:
+        return {
+            json.loads(key).get("endpoint") or json.loads(key).get("species") or key: value
+            for key, value in answers[(panel, legend)].items()
+        }
+
+    assert values("Requests per second, by endpoint", "{{endpoint}}")["/classify"] > 0
+    species_rates = values("Predictions per second, by species", "{{species}}")
+    assert set(species_rates) == {"setosa", "versicolor", "virginica"} and sum(species_rates.values()) > 0
+    mix = values("Prediction mix over the last hour", "{{species}}")
+    assert abs(sum(mix.values()) - 1) < 1e-9
+    assert 0 < values("4xx and 5xx share of classify requests", "4xx {{endpoint}}")["/classify"] < 1
+    assert values("4xx and 5xx share of classify requests", "5xx {{endpoint}}")["/classify"] == 0
+    (mean_model_call,) = answers[("Model call time", "mean")].values()
+    assert 0 < mean_model_call < 0.1
+    memory = answers[("Resident memory of the serving processes", "{{role}} {{pid}}")]
+    assert len(memory) >= 2 and all(value > 50e6 for value in memory.values())  # supervisor and worker
+    assert set(answers[("Up and ready", "up {{instance}}")].values()) == {1.0}
+    assert set(answers[("Up and ready", "ready {{instance}}")].values()) == {1.0}
+    assert set(answers[("Drift score (share of features drifted)", "drift score")].values()) == {0.0}
+    assert len(answers[("Drift test per feature", "{{feature}}")]) == 4
+
+    # and no alert fires on this healthy, in-distribution service (the rules are loaded by this Prometheus)
+    rules = prometheus.query('ALERTS{alertstate="firing"}')
+    assert rules["status"] == "success" and rules["data"]["result"] == [], rules
+
+
+@needs_prometheus
+def test_a_query_prometheus_rejects_is_reported(prometheus):
+    """The acceptance check above is not vacuous: a broken query comes back as an error."""
+    answer = prometheus.query(
+        grafana_to_promql("sum by(endpoint) (rate(bentoml_service_request_total[$__rate_interval])")
+    )
+    assert answer["status"] == "error" and answer["errorType"] == "bad_data"

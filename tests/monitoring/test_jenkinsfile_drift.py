@@ -1,0 +1,55 @@
+"""Jenkinsfile.drift: scheduled, one existing make target per stage, UNSTABLE on drift, the report archived."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from iris_classifier.paths import ROOT
+
+JENKINSFILE = (ROOT / "Jenkinsfile.drift").read_text()
+
+
+def stage_bodies() -> dict[str, str]:
+    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_runs_on_a_cron_schedule_with_the_log_folder_as_a_parameter():
+    assert re.search(r"triggers\s*\{[^}]*cron\('H \d+ \* \* \*'\)", JENKINSFILE)
+    assert "string(name: 'MONITOR_DIR'" in JENKINSFILE and "string(name: 'DRIFT_WINDOW'" in JENKINSFILE
+
+
+def test_each_stage_calls_one_make_target_that_exists():
+    bodies = stage_bodies()
+    assert list(bodies) == ["Checkout", "Install requirements", "Pull training data", "Drift check"]
+    for name, body in bodies.items():
+        targets = re.findall(r"sh(?:\(script:)? '\s*make ([a-z-]+)", body.split("post {")[0])
+        if name == "Checkout":
+            assert targets == []
+            continue
+        assert len(targets) == 1, f"{name}: {targets}"
+        dry_run = subprocess.run(["make", "-n", targets[0]], cwd=ROOT, capture_output=True, text=True)
+        assert dry_run.returncode == 0, f"{name}: make {targets[0]}: {dry_run.stderr}"
+
+
+def test_drift_marks_the_build_unstable_and_the_report_is_archived():
+    drift = stage_bodies()["Drift check"]
+    assert 'make drift DRIFT_LOG_DIR="$MONITOR_DIR" DRIFT_WINDOW="$DRIFT_WINDOW"' in drift
+    assert "returnStatus: true" in drift
+    # the statuses it reads are the ones the drift check writes
+    from iris_classifier import drift as check_module
+
+    source = (ROOT / "iris_classifier" / "drift.py").read_text()
+    for status in ("drift", "too_few_flowers"):
+        assert f'"status": "{status}"' in drift and f'"{status}"' in source
+    assert re.search(r"verdict\.contains\('\"status\": \"drift\"'\)\)\s*\{\s*unstable\(", drift)
+    assert "archiveArtifacts artifacts: 'reports/drift.html" in drift
+    assert check_module.DRIFT_HTML.relative_to(ROOT).as_posix() == "reports/drift.html"
+
+
+def test_the_key_is_never_interpolated_by_groovy():
+    for line in JENKINSFILE.splitlines():
+        if "GDRIVE_CREDENTIALS_DATA" in line and "sh " in line:
+            assert '"' not in line.split("sh ", 1)[1].split("'")[0]
+    assert "${GDRIVE_CREDENTIALS_DATA}" not in JENKINSFILE and "echo $GDRIVE" not in JENKINSFILE

@@ -1,0 +1,95 @@
+"""The prediction log: in-process through bentoml.monitor, and from a real server under traffic."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iris_classifier.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files
+from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.synthetic_traffic import send_traffic, training_flowers
+
+FIELDS = {*FEATURES, "species", *PROBABILITY_COLUMNS, "model_version", "timestamp", "request_id", "trace_id"}
+
+
+def read_records(log_dir: Path, name: str = "iris_predictions") -> list[dict]:
+    return [json.loads(line) for path in data_files(log_dir, name) for line in path.read_text().splitlines()]
+
+
+def wait_for_records(log_dir: Path, count: int, timeout: float = 15) -> list[dict]:
+    """The log is written by a background thread about once a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = read_records(log_dir)
+        if len(records) >= count:
+            return records
+        time.sleep(0.2)
+    raise AssertionError(f"{len(read_records(log_dir))} records logged after {timeout} s, expected {count}")
+
+
+def test_records_one_line_per_flower_in_bentoml_layout(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_layout")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
+    rows = np.array([[6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]])
+    log.record_batch(rows, ["versicolor", "virginica"], np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9]]))
+    assert log.flush() == 3
+    records = read_records(tmp_path, "unit_layout")
+    assert [r["species"] for r in records] == ["setosa", "versicolor", "virginica"]
+    assert (records[0]["sepal_length"], records[0]["probability_setosa"]) == (5.1, 0.98)
+    assert [r["petal_length"] for r in records[1:]] == [4.5, 5.4]
+    assert all(set(r) == FIELDS and r["model_version"] == "iris_classifier:test" for r in records)
+    assert records[1]["request_id"] == records[2]["request_id"]  # one batch request
+    schema = json.loads((tmp_path / "unit_layout" / "schema" / "schema.0.log").read_text())
+    roles = {column["name"]: (column["role"], column["type"]) for column in schema["columns"]}
+    assert roles["petal_length"] == ("feature", "numerical") and roles["species"] == ("prediction", "categorical")
+
+
+def test_switched_off_writes_nothing(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=False, name="unit_off")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])
+    assert log.flush() == 0
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unwritable_folder_drops_records_and_never_raises(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    log = PredictionLog("iris_classifier:test", log_dir=blocker, enabled=True, name="unit_unwritable")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])  # no exception on the request path
+    assert log.flush() == 0
+
+
+def test_rotates_by_size_and_keeps_every_record_readable(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_rotate", max_bytes=2000)
+    for batch in range(5):
+        for _ in range(10):
+            log.record([5.1, 3.5, 1.4, 0.2 + batch / 10], "setosa", [1.0, 0.0, 0.0])
+        log.flush()
+    files = data_files(tmp_path, "unit_rotate")
+    assert len(files) > 1 and any(path.name.endswith(".log.1") for path in files)
+    assert len(read_records(tmp_path, "unit_rotate")) == 50
+
+
+def test_the_service_logs_every_classified_flower_and_no_refused_one(logged_server):
+    flowers = training_flowers(60, seed=3)
+    statuses = send_traffic(logged_server.url, flowers, bad_every=10, batch_size=20)
+    assert statuses == {"200": 60, "400": 6, "batch 200": 3}, statuses
+    records = wait_for_records(logged_server.log_dir, 120)
+    assert len(records) == 120  # 60 single + 60 in batches; the 6 refused requests are not logged
+    logged = [[r[name] for name in FEATURES] for r in records]
+    sent = [[f[name] for name in FEATURES] for f in flowers]
+    assert logged[:60] == sent and logged[60:] == sent
+    model = logged_server_model_version(logged_server.url)
+    for record in records:
+        assert record["species"] in SPECIES and record["model_version"] == model
+        assert abs(sum(record[c] for c in PROBABILITY_COLUMNS) - 1) < 1e-6
+        assert max(PROBABILITY_COLUMNS, key=record.get) == f"probability_{record['species']}"
+
+
+def logged_server_model_version(url: str) -> str:
+    import requests
+
+    return requests.get(f"{url}/model", timeout=10).json()["tag"]

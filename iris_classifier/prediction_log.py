@@ -28,11 +28,10 @@ from typing import Any
 
 import bentoml
 import orjson
-from bentoml._internal.context import server_context, trace_context  # what DefaultMonitor itself stamps
-from bentoml._internal.monitoring.base import MON_DATAS_VAR, MonitorBase
 
 from iris_classifier.paths import ROOT
 from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.serving.bentoml_compat import MON_DATAS_VAR, MonitorBase, server_context, trace_context
 
 MONITOR_NAME = "iris_predictions"
 LOG_DIR_ENV = "IRIS_MONITOR_DIR"

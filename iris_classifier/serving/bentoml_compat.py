@@ -8,6 +8,11 @@ Each workaround names what it fixes and the test that fails once upstream change
 - `serving_bento_version`: the Bento's version, read from BentoML's private server context (no
   public API names the Bento a server runs). Test: tests/service/test_http.py (the `/model` card's
   `bento_commit`), which breaks if the attribute moves.
+- The prediction log (iris_classifier/prediction_log.py) subclasses BentoML's monitor base class and
+  stamps records with BentoML's request and server context, as BentoML's own DefaultMonitor does: a
+  custom monitor has no public base class or context accessors in 1.4. Re-exported here
+  (`MonitorBase`, `MON_DATAS_VAR`, `server_context`, `trace_context`). Test that fails when they
+  move: tests/monitoring/test_prediction_log.py.
 - `keep_out_of_openapi`: BentoML puts every route of a mounted app into /docs.json, the Gradio UI's
   too; wrapping the app in a plain Starlette app keeps its routes served and undocumented. Test:
   tests/service/test_fuzz.py (no /ui path in /docs.json).
@@ -17,7 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bentoml._internal.context import server_context, trace_context
+from bentoml._internal.monitoring.base import MON_DATAS_VAR, MonitorBase
+
 from iris_classifier.serving.middleware import ResponseStartTimeout
+
+__all__ = ["MON_DATAS_VAR", "MonitorBase", "server_context", "trace_context"]  # for the prediction log
 
 PINNED_BENTOML = "1.4.40"
 
@@ -47,8 +57,6 @@ def installed_timeout_middleware() -> type:
 
 def serving_bento_version() -> str | None:
     """The version of the Bento this server runs (None when serving the work tree)."""
-    from bentoml._internal.context import server_context
-
     return server_context.bento_version
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from demo.app import build_demo
 from iris_classifier.model import Predictor
-from iris_classifier.prediction_log import PredictionLog  # monitoring (#15): every flower, via bentoml.monitor
+from iris_classifier.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
@@ -32,7 +32,7 @@ from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.settings import freeze_heap, server_settings
-from iris_classifier.status_metrics import append_status_metrics  # monitoring (#15): readiness, memory, drift
+from iris_classifier.status_metrics import append_status_metrics  # readiness, memory, drift
 from iris_classifier.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
 
 try:  # refuse to start, saying what to run, when there is no model
@@ -98,14 +98,14 @@ class IrisClassifier:
             "created_at": self.model.info.creation_time.isoformat(),
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
-        self.prediction_log = PredictionLog(self.version)  # monitoring (#15)
+        self.prediction_log = PredictionLog(self.version)
         freeze_heap()
         self.ready = True
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    def __metrics__(self, text: str) -> str:  # monitoring (#15): BentoML appends this to /metrics
+    def __metrics__(self, text: str) -> str:  # BentoML appends this to /metrics
         return append_status_metrics(text, ready=self.__is_ready__())
 
     def _timed_model_call(self, predict: Any, rows: Any) -> Any:
@@ -142,7 +142,7 @@ class IrisClassifier:
         first, second, third = SPECIES
         version = self.version
         species_names = self.species_names[best].tolist()
-        self.prediction_log.record_batch(rows, species_names, probabilities)  # monitoring (#15)
+        self.prediction_log.record_batch(rows, species_names, probabilities)
         return [
             {
                 "species": species,
@@ -163,7 +163,7 @@ class IrisClassifier:
         probabilities = self._timed_model_call(self.predictor.predict_one, values)
         best = probabilities.index(max(probabilities))  # the first of equals, as numpy's argmax
         self.counted[best].inc()
-        self.prediction_log.record(values, SPECIES[best], probabilities)  # monitoring (#15)
+        self.prediction_log.record(values, SPECIES[best], probabilities)
         outside = [
             name for (name, low, high), value in zip(self.bounds, values, strict=True) if not low <= value <= high
         ]

@@ -2,7 +2,8 @@
 # What a Jenkins agent's admin does ONCE, as root (README "Jenkins"): nothing else in the pipeline needs root.
 #   ops/agent_setup.sh AGENT_USER
 # - Debian packages: docker.io (engine + client), chromium (browser tests), haproxy (rollout test),
-#   prometheus (promtool, monitoring tests), debootstrap (the offline base-image stand-in, this machine only)
+#   prometheus (promtool, monitoring tests), debootstrap (the offline base-image stand-in, this machine only),
+#   wrk (make bench)
 # - the agent user, in the docker group (the Docker socket is the only privilege the pipeline uses)
 # - a running Docker engine (ops/dockerd.sh; on a normal host, the docker service)
 # - the base image python:3.11-slim: pulled where a registry is reachable, else the offline stand-in
@@ -11,7 +12,7 @@ agent="${1:?usage: ops/agent_setup.sh AGENT_USER}"
 here="$(cd "$(dirname "$0")" && pwd)"
 [ "$(id -u)" = 0 ] || { echo "agent-setup: run as root (an admin's one-time step)" >&2; exit 1; }
 
-packages="docker.io chromium haproxy prometheus debootstrap"
+packages="docker.io chromium haproxy prometheus debootstrap wrk"
 missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "agent-setup: apt-get install $(echo $missing)"

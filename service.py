@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from demo.app import build_demo
 from iris_classifier.model import Predictor
+from iris_classifier.registry import served_release
 from iris_classifier.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
@@ -174,7 +175,13 @@ class IrisClassifier:
     def model_card(self) -> dict[str, Any]:
         """The served model: tag, git commit, training-data hash, params and training metrics."""
         # The Bento's version is the commit it was built from (None when serving the work tree).
-        return {**self.description, "bento_commit": bentoml_compat.serving_bento_version()}
+        # Its registry version was resolved at build time into its labels (IrisClassifier.bento: None from source).
+        bento_labels = IrisClassifier.bento.info.labels if IrisClassifier.bento else None
+        return {
+            **self.description,
+            "bento_commit": bentoml_compat.serving_bento_version(),
+            **served_release(bento_labels),
+        }
 
 
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from iris_classifier.params import load_params
@@ -63,19 +64,26 @@ def allowed_stages(root: Path = ROOT) -> list[str]:
     return list(get_stages(str(root), allowed=True))
 
 
-def stage_holds(stage: str, root: Path = ROOT) -> tuple[str, str, str] | None:
-    """(version, commit, assignment tag) the stage holds now, or None."""
-    from gto.api import find_versions_in_stage
-    from gto.exceptions import ArtifactNotFound
+def stage_holds(stage: str, root: Path = ROOT) -> tuple[str, str, str, float] | None:
+    """(version, commit, assignment tag, its time) the stage holds now, or None.
 
-    try:
-        held = find_versions_in_stage(str(root), ARTIFACT, stage)
-    except ArtifactNotFound:
-        return None
+    A stage is an environment: the LAST assignment wins (as `dvc artifacts get --stage` reads it), so a
+    rollback is assigning the previous version again. GTO's `which` would pick the highest semver instead.
+    """
+    from gto.constants import VersionSort
+    from gto.exceptions import ArtifactNotFound
+    from gto.registry import GitRegistry
+
+    with GitRegistry.from_url(str(root)) as registry:
+        try:
+            artifact = registry.get_state().find_artifact(ARTIFACT)
+        except ArtifactNotFound:
+            return None
+        held = artifact.get_vstages(versions_per_stage=1, sort=VersionSort.Timestamp).get(stage)
     if not held:
         return None
-    vstage = held[0]
-    return vstage.version, vstage.commit_hexsha, vstage.assignments[-1].tag
+    last = held[0].assignments[-1]
+    return held[0].version, held[0].commit_hexsha, last.tag, last.created_at.timestamp()
 
 
 def push_or_say(tags: list[str], push: bool) -> None:
@@ -166,8 +174,16 @@ def promote(version: str, stage: str, *, push: bool = False, root: Path = ROOT) 
     if held and held[0] == version:
         print(f"promote: {stage} already holds {ARTIFACT}@{version} ({held[2]}); nothing to do")
         return None
+    if held and time.time() - held[3] < 1.0:
+        time.sleep(1.0)  # tag times have one-second resolution: the new assignment must be strictly later
     event = assign(
-        str(root), ARTIFACT, stage, version=version, message=f"Promote {ARTIFACT} {version} to {stage}", push=False
+        str(root),
+        ARTIFACT,
+        stage,
+        version=version,
+        message=f"Promote {ARTIFACT} {version} to {stage}",
+        push=False,
+        force=True,  # a version that held the stage before (a rollback) gets a new assignment tag
     )
     print(f"promote: {event.tag} assigns {stage} to {ARTIFACT}@{version} (commit {versions[version][:12]})")
     if held:
@@ -180,8 +196,11 @@ def show(root: Path = ROOT) -> None:
     if not registered_versions(root):
         print(f"registry: no {ARTIFACT} version yet; the first is `make release VERSION=1.0.0`")
         return
-    for args in (["show"], ["show", ARTIFACT]):  # the stage table, then every version with its stages
+    for args in (["show"], ["show", ARTIFACT, "--sort", "timestamp"]):  # the stages, then every version
         subprocess.run([tool("gto"), *args], cwd=root, check=True)
+    for stage in allowed_stages(root):
+        held = stage_holds(stage, root)
+        print(f"{stage}: " + (f"{ARTIFACT}@{held[0]} ({held[2]})" if held else "nothing assigned"))
 
 
 def which(stage: str, root: Path = ROOT) -> tuple[str, str] | None:
@@ -192,7 +211,7 @@ def which(stage: str, root: Path = ROOT) -> tuple[str, str] | None:
     if held is None:
         print(f"{stage}: no version assigned yet (make promote VERSION=x.y.z STAGE={stage})")
         return None
-    version, commit, tag = held
+    version, commit, tag, _ = held
     # DVC resolves the same stage through the artifact dvc.yaml declares: the model file at that commit.
     from dvc.api import artifacts_show
 

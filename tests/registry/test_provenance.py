@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
+from iris_classifier.servers import Server
 from tests.conftest import run
-from tests.servers import Server
 
 
 def bento_labels(copy, tag: str) -> dict[str, str]:

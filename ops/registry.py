@@ -22,11 +22,14 @@ import time
 from pathlib import Path
 
 from iris_classifier.params import load_params
-from iris_classifier.paths import METRICS_JSON, ROOT
+from iris_classifier.paths import METRICS_JSON
+from iris_classifier.paths import ROOT as PACKAGE_ROOT
 from iris_classifier.registry import ARTIFACT, SEMVER, UNRELEASED, semver_key, version_at
 from iris_classifier.store import git_commit
 
 BIN = Path(sys.executable).parent
+# The checkout this module was run from: the venv's .pth hook may have imported iris_classifier from another.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Refused(SystemExit):
@@ -117,7 +120,7 @@ def release_problems(root: Path = ROOT) -> list[tuple[str, str]]:
         problems.append(("reproduced pipeline", f"`dvc status` is not clean ({stages}); run `make pipeline`"))
     threshold = load_params("evaluate", root / "params.yaml")["min_accuracy"]
     try:
-        accuracy = json.loads((root / METRICS_JSON.relative_to(ROOT)).read_text())["held_out_accuracy"]
+        accuracy = json.loads((root / METRICS_JSON.relative_to(PACKAGE_ROOT)).read_text())["held_out_accuracy"]
     except (FileNotFoundError, KeyError, json.JSONDecodeError):
         problems.append(("accuracy gate", "reports/metrics.json has no held_out_accuracy; run `make pipeline`"))
     else:

@@ -60,8 +60,10 @@ def registry_copy(tmp_path, pipeline_outputs) -> Copy:
     stat = (ROOT / "requirements.lock").stat()
     os.utime(path / "requirements.lock", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     copy = Copy(path, env)
+    project_tags = run(["git", "tag", "--list", "iris-classifier*"]).stdout
     assert copy.git("status", "--porcelain") == ""
     assert run(["dvc", "status", "--json"], cwd=path, env=env).stdout.strip() == "{}"
     yield copy
+    assert run(["git", "tag", "--list", "iris-classifier*"]).stdout == project_tags, "a tag landed in the project"
     pth = next((ROOT / ".venv" / "lib").glob("python3.*/site-packages/iris_classifier_project.pth"))
     assert pth.read_text().splitlines()[0] == str(ROOT), "the copy's make must not reinstall into the project's venv"

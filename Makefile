@@ -167,3 +167,24 @@ bench-log: bento ## what the prediction log costs /classify: log on vs off, alte
 
 dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs/img/dashboard.png and drift-report.png (needs prometheus, chromium)
 	$(PY) -m ops.monitoring_shots
+
+# --- Model registry (GTO tags on the dvc.yaml artifact iris-classifier; stages declared in .gto) ---
+.PHONY: release promote registry which registry-ref publish-image
+
+release: install ## register this commit's model: make release VERSION=x.y.z (clean tree, reproduced, gate passed; PUSH=1 pushes the tag)
+	@$(PY) -m ops.registry release "$(VERSION)" $(if $(PUSH),--push)
+
+promote: install ## assign a stage: make promote VERSION=x.y.z STAGE=staging|production (no rebuild; PUSH=1 pushes the tag)
+	@$(PY) -m ops.registry promote "$(VERSION)" "$(STAGE)" $(if $(PUSH),--push)
+
+registry: install ## the model registry: versions and what each stage holds (gto show)
+	@$(PY) -m ops.registry show
+
+which: install ## the version and commit a stage holds: make which STAGE=production
+	@$(PY) -m ops.registry which "$(STAGE)"
+
+registry-ref: install ## for CI: what REF (a pushed tag) means to the registry: "EVENT VERSION STAGE"
+	@$(PY) -m ops.registry check-ref "$(REF)"
+
+publish-image: install ## tag the released image iris-classifier:vX.Y.Z (pushed when IMAGE_REPOSITORY is set): make publish-image VERSION=x.y.z
+	@$(PY) -m ops.registry publish "$(VERSION)"

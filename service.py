@@ -17,6 +17,7 @@ from starlette.responses import Response
 from demo.app import build_demo
 from iris_classifier.model import Predictor
 from iris_classifier.prediction_log import PredictionLog  # every flower, via bentoml.monitor
+from iris_classifier.registry import served_release
 from iris_classifier.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
@@ -180,8 +181,13 @@ class IrisClassifier:
     @web_app.get("/model")
     def model_card(self) -> dict[str, Any]:
         """The served model: tag, git commit, training-data hash, params and training metrics."""
-        # The Bento's version is the commit it was built from (None when serving the work tree).
-        return {**self.description, "bento_commit": bentoml_compat.serving_bento_version()}
+        # The Bento's version is the commit it was built from, and its registry version was resolved into
+        # its labels at build time (both None when serving the work tree).
+        return {
+            **self.description,
+            "bento_commit": bentoml_compat.serving_bento_version(),
+            **served_release(bentoml_compat.serving_bento_labels(IrisClassifier)),
+        }
 
 
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)

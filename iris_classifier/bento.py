@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from iris_classifier.paths import ROOT
+from iris_classifier.registry import release_labels
 from iris_classifier.schema import MODEL_NAME
 from iris_classifier.store import ModelCard, ModelNotFoundError, ensure_model, git_commit
 
@@ -34,11 +35,6 @@ def build(*, force: bool = False) -> str:
     if tag.endswith("unknown"):
         raise SystemExit("bento: not a git checkout; the Bento is tagged with the git commit")
     ensure_model()
-    if bento_exists(tag):
-        if not (force or tag.endswith("-dirty")):
-            print(f"bento: {tag} already built")
-            return tag
-        bentoml.bentos.delete(tag)
     card = ModelCard.read()
     labels = {
         "git_commit": card.git_commit,
@@ -46,12 +42,20 @@ def build(*, force: bool = False) -> str:
         "train_data_md5": card.train_data_md5,
         "held_out_accuracy": f"{card.held_out_accuracy:.4f}",
         "fast_path": card.fast_path,
+        **release_labels(),  # model-registry version (GTO tag on this commit), or why there is none
     }
+    if bento_exists(tag):
+        # A commit released after its Bento was built gets the Bento again, now naming its version.
+        same_release = bentoml.bentos.get(tag).info.labels.get("registry_version") == labels["registry_version"]
+        if same_release and not (force or tag.endswith("-dirty")):
+            print(f"bento: {tag} already built")
+            return tag
+        bentoml.bentos.delete(tag)
     command = ["bentoml", "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    print(f"bento: built {tag}")
+    print(f"bento: built {tag} (registry: {labels['registry_ref']})")
     return tag
 
 

@@ -20,6 +20,7 @@ import urllib.request
 
 from iris_classifier.bento import build as build_bento
 from iris_classifier.paths import ROOT
+from iris_classifier.registry import image_labels as registry_image_labels
 from iris_classifier.store import ModelCard, git_commit
 
 IMAGE = os.environ.get("IMAGE", "iris-classifier")
@@ -65,6 +66,8 @@ def image_tag(commit: str | None = None) -> str:
 
 
 def build() -> str:
+    import bentoml
+
     require_engine()
     bento = build_bento()
     commit = bento.split(":", 1)[1]
@@ -80,6 +83,7 @@ def build() -> str:
         "ai.iris.model.held_out_accuracy": f"{card.held_out_accuracy:.4f}",
         "ai.iris.model.train_data_md5": card.train_data_md5,
         "ai.iris.bento": bento,
+        **registry_image_labels(bentoml.bentos.get(bento).info.labels, commit),  # version: the release, if any
     }
     command = ["bentoml", "containerize", bento, "-t", image_tag(commit), "--opt", "network=host"]
     for key, value in labels.items():

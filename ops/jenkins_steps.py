@@ -3,7 +3,8 @@
 python -m ops.jenkins_steps list                 the stages and their sh steps, as parsed
 python -m ops.jenkins_steps run [--env K=V ...]  run them in order with bash; stop at the first failure
 
-A stage with a `when` block is conditional (off unless its parameter says so) and is listed as skipped.
+A stage with a `when` block is conditional (off unless its parameter says so) and is listed as skipped,
+except a `when { expression { env.REGISTRY_EVENT ... } }`: that is decided as for a branch build (`none`).
 Jenkins-only steps (`checkout scm`, `junit`, `archiveArtifacts`, `withCredentials`) are Jenkins' own;
 the `sh` steps inside them are what this project owns, and those are run as written.
 """
@@ -22,6 +23,8 @@ from iris_classifier.paths import ROOT
 
 JENKINSFILE = ROOT / "Jenkinsfile"
 SH_STEP = re.compile(r"""\bsh\s+(?:script:\s*)?(['"])(?P<command>.*?)(?<!\\)\1""")
+# The Registry stage's answer for a branch build (ops/registry.py check-ref); its conditions are evaluated.
+REGISTRY_WHEN = re.compile(r"when \{ expression \{ env\.REGISTRY_EVENT (?:in \[(?P<any>[^\]]*)\]|== '(?P<one>\w+)')")
 STAGE = re.compile(r"""\bstage\(\s*['"](?P<name>[^'"]+)['"]\s*\)""")
 
 
@@ -48,7 +51,8 @@ def stages(text: str) -> list[Stage]:
             stage_depth = depth
         if current is not None:
             if re.search(r"\bwhen\s*\{", code):
-                current.conditional = True
+                registry = REGISTRY_WHEN.search(code)
+                current.conditional = not registry or "'none'" not in (registry["any"] or registry["one"])
             if re.search(r"\bpost\s*\{", code):
                 post_depth = depth
             for step in SH_STEP.finditer(code):

@@ -8,6 +8,8 @@ Each workaround names what it fixes and the test that fails once upstream change
 - `serving_bento_version`: the Bento's version, read from BentoML's private server context (no
   public API names the Bento a server runs). Test: tests/service/test_http.py (the `/model` card's
   `bento_commit`), which breaks if the attribute moves.
+- `serving_bento_labels`: the labels of the Bento being served, from the service's undocumented
+  `bento` attribute (set by `bentoml serve <bento>`). Test: tests/registry/test_provenance.py.
 - The prediction log (iris_classifier/prediction_log.py) subclasses BentoML's monitor base class and
   stamps records with BentoML's request and server context, as BentoML's own DefaultMonitor does: a
   custom monitor has no public base class or context accessors in 1.4. Re-exported here
@@ -58,6 +60,12 @@ def installed_timeout_middleware() -> type:
 def serving_bento_version() -> str | None:
     """The version of the Bento this server runs (None when serving the work tree)."""
     return server_context.bento_version
+
+
+def serving_bento_labels(service: Any) -> dict[str, str] | None:
+    """The labels of the Bento this server runs (None when serving the work tree)."""
+    bento = getattr(service, "bento", None)
+    return dict(bento.info.labels) if bento is not None else None
 
 
 def keep_out_of_openapi(service: Any, mount_name: str) -> None:

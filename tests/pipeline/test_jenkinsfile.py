@@ -10,9 +10,11 @@ JENKINSFILE = (ROOT / "Jenkinsfile").read_text()
 STAGES = [
     "Checkout",
     "Install requirements",
+    "Registry",
     "Pull DVC data",
     "Run tests",
     "Build image",
+    "Publish image",
     "Run container",
     "Smoke test",
 ]
@@ -31,7 +33,7 @@ def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
     makefile_targets = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
     for name, body in stage_bodies().items():
         steps = body.split("post {")[0]
-        targets = re.findall(r"sh '\s*make ([a-z-]+)", steps)
+        targets = re.findall(r"sh[ (](?:script: )?'\s*make (?:-s )?([a-z-]+)", steps)
         if name == "Checkout":
             assert targets == [] and "checkout scm" in steps
             continue
@@ -57,3 +59,31 @@ def test_tests_publish_junit_and_the_build_is_guarded():
     for option in ("disableConcurrentBuilds()", "githubPush()", "timeout(time:"):
         assert option in JENKINSFILE
     assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")
+
+
+def test_the_registry_decides_what_a_build_does():
+    """gto check-ref on the pushed tag: a version builds, tests and publishes; a stage deploys; an old one nothing."""
+    bodies = stage_bodies()
+    assert 'make -s registry-ref REF="$TAG_NAME"' in bodies["Registry"]
+    when = {name: re.search(r"when \{ expression \{ (.+?) \} \}", body) for name, body in bodies.items()}
+    build = "env.REGISTRY_EVENT in ['none', 'registration']"
+    deploy = "env.REGISTRY_EVENT in ['none', 'assignment']"
+    expected = {
+        "Checkout": None,
+        "Install requirements": None,
+        "Registry": None,
+        "Pull DVC data": build,
+        "Run tests": build,
+        "Build image": build,
+        "Publish image": "env.REGISTRY_EVENT == 'registration'",
+        "Run container": deploy,
+        "Smoke test": deploy,
+    }
+    assert {name: match and match.group(1) for name, match in when.items()} == expected
+    assert 'make publish-image VERSION="$REGISTRY_VERSION"' in bodies["Publish image"]
+    assert "env.CONTAINER = ref[0] == 'assignment' ? \"iris-classifier-${ref[2]}\"" in bodies["Registry"]
+    # ops.jenkins_steps (.ci/run) evaluates these conditions as a branch build: every original stage runs.
+    from ops.jenkins_steps import stages
+
+    skipped = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
+    assert skipped == {"Publish image"}

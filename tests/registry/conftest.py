@@ -1,0 +1,69 @@
+"""A throwaway git copy of the project, with the pipeline's outputs, on which releases and promotions are made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run
+from tests.pipeline.conftest import copy_project, git_env
+
+# DVC outputs and their cache (gitignored); reports/ is tracked by git.
+OUTPUTS = ("data/raw", "data/prepared", "models", ".dvc/cache")
+
+
+@dataclass
+class Copy:
+    path: Path
+    env: dict[str, str]
+
+    def make(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        # VENV: the project's venv; the copy's requirements.lock is older than its install stamp (see below).
+        return run(["make", "-s", *args, f"VENV={ROOT / '.venv'}"], cwd=self.path, env=self.env, check=check)
+
+    def git(self, *args: str) -> str:
+        return run(["git", *args], cwd=self.path, env=self.env).stdout.strip()
+
+    def tags(self) -> set[str]:
+        return set(self.git("tag", "--list").split())
+
+    def commit(self, message: str) -> str:
+        """A new commit that changes no code the model depends on (the pipeline stays reproduced)."""
+        readme = self.path / "README.md"
+        readme.write_text(readme.read_text() + f"\n{message}\n")
+        self.git("commit", "-qam", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="session")
+def pipeline_outputs(pipeline_ready) -> Path:
+    """The project's reproduced pipeline (dvc repro in the project, a no-op when up to date)."""
+    for name in OUTPUTS:
+        assert (ROOT / name).exists(), f"{name} missing after dvc repro"
+    return ROOT
+
+
+@pytest.fixture()
+def registry_copy(tmp_path, pipeline_outputs) -> Copy:
+    """A git copy whose HEAD records the pipeline outputs it holds (`dvc status` clean), with its own BentoML home."""
+    env = {**git_env(), "BENTOML_HOME": str(tmp_path / "project" / ".bentoml")}
+    path = copy_project(tmp_path / "project")  # commits the work tree as is, dvc.lock included
+    for name in OUTPUTS:
+        shutil.copytree(ROOT / name, path / name, dirs_exist_ok=True)
+    # make's install rule reruns when requirements.lock is newer than the venv's stamp; in a copy that would
+    # point the shared venv's .pth at the copy. The copy's lock file is as old as the project's.
+    stat = (ROOT / "requirements.lock").stat()
+    os.utime(path / "requirements.lock", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    copy = Copy(path, env)
+    project_tags = run(["git", "tag", "--list", "iris-classifier*"]).stdout
+    assert copy.git("status", "--porcelain") == ""
+    assert run(["dvc", "status", "--json"], cwd=path, env=env).stdout.strip() == "{}"
+    yield copy
+    assert run(["git", "tag", "--list", "iris-classifier*"]).stdout == project_tags, "a tag landed in the project"
+    pth = next((ROOT / ".venv" / "lib").glob("python3.*/site-packages/iris_classifier_project.pth"))
+    assert pth.read_text().splitlines()[0] == str(ROOT), "the copy's make must not reinstall into the project's venv"

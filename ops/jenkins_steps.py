@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from iris_classifier.paths import ROOT
 
 JENKINSFILE = ROOT / "Jenkinsfile"
-SH_STEP = re.compile(r"""\bsh\s+(?:script:\s*)?(['"])(?P<command>.*?)(?<!\\)\1""")
+SH_STEP = re.compile(r"""\bsh[\s(]+(?:script:\s*)?(['"])(?P<command>.*?)(?<!\\)\1""")  # sh '...' or sh(script: '...')
 # The Registry stage's answer for a branch build (ops/registry.py check-ref); its conditions are evaluated.
 REGISTRY_WHEN = re.compile(r"when \{ expression \{ env\.REGISTRY_EVENT (?:in \[(?P<any>[^\]]*)\]|== '(?P<one>\w+)')")
 STAGE = re.compile(r"""\bstage\(\s*['"](?P<name>[^'"]+)['"]\s*\)""")
@@ -74,7 +74,7 @@ def run(environment: dict[str, str]) -> int:
             continue
         for step in stage.steps:
             print(f"-- stage {stage.name!r} ({time.monotonic() - started:.0f} s): sh {step}", flush=True)
-            result = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=ROOT, env=env)
+            result = subprocess.run(["sh", "-e", "-c", step], cwd=ROOT, env=env)  # as Jenkins runs sh steps
             if result.returncode != 0:
                 print(f"-- stage {stage.name!r} failed (exit {result.returncode})", file=sys.stderr)
                 return result.returncode

@@ -188,3 +188,12 @@ registry-ref: install ## for CI: what REF (a pushed tag) means to the registry: 
 
 publish-image: install ## tag the released image iris-classifier:vX.Y.Z (pushed when IMAGE_REPOSITORY is set): make publish-image VERSION=x.y.z
 	@$(PY) -m ops.registry publish "$(VERSION)"
+
+# --- Lean image (issue #12): where the image's bytes and start-up seconds go, and the cold-start benchmark.
+.PHONY: image-report bench-start
+
+image-report: install ## largest layers and packages of IMAGE_TAG (default: this commit's image), import times, model load, server start
+	@$(PY) -m ops.image_report $(if $(IMAGE_TAG),--tag $(IMAGE_TAG))
+
+bench-start: install ## size + cold start (docker run -> /readyz 200) of this commit's image vs BASELINE_IMAGE, alternated: docs/benchmarks.md
+	$(PY) -m bench.start_bench $(if $(BASELINE_IMAGE),--baseline $(BASELINE_IMAGE)) $(if $(IMAGE_TAG),--candidate $(IMAGE_TAG))

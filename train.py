@@ -15,6 +15,7 @@ from iris_classifier.data import file_md5, read_table, validate
 from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor, build_pipeline, encode_species, to_onnx_bytes
 from iris_classifier.params import load_params
 from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
+from iris_classifier.scaler_file import SCALER_FILE, scaler_json
 from iris_classifier.schema import FEATURES, TARGET
 from iris_classifier.store import ModelCard, export_model, git_commit, save_model
 
@@ -50,14 +51,16 @@ def fast_path_files(
         onnx_bytes = to_onnx_bytes(pipeline)
     except Exception as error:  # skl2onnx raises many types for unsupported estimators
         return {}, f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    # The scaler's constants beside model.onnx: the service starts the fast path without scikit-learn.
+    fast_path = {ONNX_FILE: onnx_bytes, SCALER_FILE: scaler_json(pipeline)}
     with tempfile.TemporaryDirectory() as folder:
-        Path(folder, ONNX_FILE).write_bytes(onnx_bytes)
-        Path(folder, PIPELINE_FILE).write_bytes(pipeline_bytes)
+        for name, content in {**fast_path, PIPELINE_FILE: pipeline_bytes}.items():
+            Path(folder, name).write_bytes(content)
         onnx_proba = Predictor.from_dir(Path(folder)).predict_proba(check_rows)
     reference = pipeline.predict_proba(check_rows)
     if not (np.array_equal(onnx_proba.argmax(1), reference.argmax(1)) and np.abs(onnx_proba - reference).max() < 0.02):
         return {}, "ONNX output disagrees with scikit-learn on the training data"
-    return {ONNX_FILE: onnx_bytes}, None
+    return fast_path, None
 
 
 def train(*, params: dict[str, Any], train_csv: Path = TRAIN_CSV, test_csv: Path = TEST_CSV) -> ModelCard:

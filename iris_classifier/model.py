@@ -6,13 +6,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
+from iris_classifier.scaler_file import read_scaler
 from iris_classifier.schema import FEATURES, SPECIES
+
+if TYPE_CHECKING:  # scikit-learn is imported only where a pipeline is built or loaded: not by the ONNX fast path
+    from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
 ONNX_FILE = "model.onnx"
@@ -27,6 +29,8 @@ def build_pipeline(*, estimator: str, n_estimators: int = 100, max_depth: int | 
     """StandardScaler + classifier as ONE object, so serving never repeats scaling constants."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     factories = {
         "random_forest": lambda: RandomForestClassifier(
@@ -63,7 +67,7 @@ class Predictor:
     """Loaded once; answers probabilities in SPECIES order for rows of raw centimetres."""
 
     backend: str
-    pipeline: Pipeline
+    pipeline: Pipeline | None  # loaded for the scikit-learn backend only
     _session: Any = None
     _pool: ThreadPoolExecutor | None = None
     _chunks: int = 1
@@ -80,12 +84,11 @@ class Predictor:
     @classmethod
     def from_dir(cls, path: Path, *, prefer: str = "onnx") -> Predictor:
         """Load the store entry's files; the ONNX fast path when present and preferred."""
-        import joblib
-
-        pipeline = joblib.load(Path(path) / PIPELINE_FILE)
         onnx_path = Path(path) / ONNX_FILE
         if prefer != "onnx" or not onnx_path.exists():
-            return cls(backend="sklearn", pipeline=pipeline)
+            import joblib
+
+            return cls(backend="sklearn", pipeline=joblib.load(Path(path) / PIPELINE_FILE))
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -93,18 +96,18 @@ class Predictor:
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         cores = os.cpu_count() or 1
-        scaler = pipeline.steps[0][1]
+        mean, scale = read_scaler(Path(path))  # scaler.json: no scikit-learn import at start
         return cls(
             backend="onnx",
-            pipeline=pipeline,
+            pipeline=None,
             _session=session,
             # onnxruntime releases the GIL while it runs, so chunks of one batch run side by side.
             _pool=ThreadPoolExecutor(max_workers=cores, thread_name_prefix="onnx") if cores > 1 else None,
             _chunks=cores,
             _input_name=session.get_inputs()[0].name,
             _output_name=session.get_outputs()[1].name,  # [label, probabilities]: only the second is used
-            _mean=np.asarray(scaler.mean_, dtype=np.float64),
-            _scale=np.asarray(scaler.scale_, dtype=np.float64),
+            _mean=mean,
+            _scale=scale,
         )
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response
 
-from demo.app import build_demo
+from iris_classifier.lazy_gradio import LazyGradioApp
 from iris_classifier.model import Predictor
 from iris_classifier.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.registry import served_release
@@ -76,8 +76,24 @@ class FlowerBatch(bentoml.IODescriptor):
         return cls.model_construct(flowers=flowers)
 
 
+def build_ui() -> Any:
+    from demo.app import build_demo  # imports Gradio (~2.3 s): on the first /ui request, not at start
+
+    return build_demo(api_url=None, card=MODEL_CARD)
+
+
+# The UI is built on its first request (iris_classifier/lazy_gradio.py). A plain ASGI app, so BentoML
+# leaves its routes out of /docs.json.
+ui = LazyGradioApp(
+    build_ui,
+    path="/ui",
+    max_concurrency=server_settings().get("traffic", {}).get("max_concurrency"),
+    after_build=freeze_heap,
+)
+
+
 @bentoml.service(name="iris_classifier", **server_settings())
-@bentoml.gradio.mount_gradio_app(build_demo(api_url=None, card=MODEL_CARD), path="/ui")
+@bentoml.asgi_app(ui, path="/ui", name="gradio_ui")
 @bentoml.asgi_app(web_app, path="/")
 class IrisClassifier:
     """Classifies iris flowers from four measurements in cm."""
@@ -192,4 +208,3 @@ class IrisClassifier:
 
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
-bentoml_compat.keep_out_of_openapi(IrisClassifier, "gradio_ui")

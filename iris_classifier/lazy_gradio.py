@@ -1,0 +1,83 @@
+"""The web UI as an ASGI app that imports and builds Gradio on its first request, not at server start.
+
+Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
+at import time delayed every start by seconds for a page most API replicas never serve. This app does
+what `bentoml.gradio.mount_gradio_app` (BentoML 1.4.40) and its startup hook do, on the first request
+to the mount path instead: build the Blocks, make the Gradio app, start its queue. The import and the
+build run in a worker thread (the event loop keeps answering the API), once, behind a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("bentoml.iris_classifier.ui")  # under "bentoml": in the server's log
+
+
+class LazyGradioApp:
+    """ASGI app for `path`: the Gradio app that `build_blocks()` describes, built on first use."""
+
+    def __init__(
+        self,
+        build_blocks: Callable[[], Any],
+        *,
+        path: str,
+        max_concurrency: int | None = None,
+        after_build: Callable[[], None] | None = None,
+    ) -> None:
+        self.build_blocks = build_blocks
+        self.path = path.rstrip("/")
+        self.max_concurrency = max_concurrency
+        self.after_build = after_build  # e.g. freeze the new long-lived objects out of the GC's reach
+        self.app: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    def _make_app(self) -> Any:
+        """Import Gradio and build the app, as mount_gradio_app does (runs in a worker thread)."""
+        from pathlib import Path
+
+        import gradio as gr
+        from bentoml._internal import server
+
+        blocks = self.build_blocks()
+        blocks.dev_mode = False
+        blocks.show_error = True
+        blocks.max_file_size = None
+        blocks.validate_queue_settings()
+        blocks.root_path = self.path
+        blocks.favicon_path = str(Path(server.__file__).parent / "static_content" / "favicon-light-32x32.png")
+        return gr.routes.App.create_app(blocks, app_kwargs={"root_path": self.path})
+
+    async def _built(self) -> Any:
+        if self.app is not None:
+            return self.app
+        if self._lock is None:  # made here, in the server's event loop
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.app is None:
+                started = time.perf_counter()
+                app = await asyncio.to_thread(self._make_app)
+                blocks = app.get_blocks()
+                blocks.queue(default_concurrency_limit=self.max_concurrency)
+                blocks.run_startup_events()  # starts the queue's tasks: needs the running loop
+                if self.after_build is not None:
+                    self.after_build()
+                self.app = app
+                logger.info(
+                    "Built the web UI at %s/ in %.1f s (first request)", self.path, time.perf_counter() - started
+                )
+        return self.app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":  # nothing to start or stop before the first request
+            await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        app = await self._built()
+        await app(scope, receive, send)

@@ -118,6 +118,7 @@ class IrisClassifier:
         self.prediction_log = PredictionLog(self.version)
         freeze_heap()
         self.ready = True
+        ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/lazy_gradio.py)
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)

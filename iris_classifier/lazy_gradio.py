@@ -3,7 +3,8 @@
 Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
 at import time delayed every start by seconds for a page most API replicas never serve. This app does
 what `bentoml.gradio.mount_gradio_app` (BentoML 1.4.40) and its startup hook do, on the first request
-to the mount path instead: build the Blocks, make the Gradio app, start its queue. The import and the
+to the mount path, or when `build_soon()` starts it in the background once the service is ready,
+whichever comes first: build the Blocks, make the Gradio app, start its queue. The import and the
 build run in a worker thread (the event loop keeps answering the API), once, behind a lock.
 """
 
@@ -35,6 +36,7 @@ class LazyGradioApp:
         self.after_build = after_build  # e.g. freeze the new long-lived objects out of the GC's reach
         self.app: Any = None
         self._lock: asyncio.Lock | None = None
+        self._background: asyncio.Task[None] | None = None
 
     def _make_app(self) -> Any:
         """Import Gradio and build the app, as mount_gradio_app does (runs in a worker thread)."""
@@ -67,10 +69,28 @@ class LazyGradioApp:
                 if self.after_build is not None:
                     self.after_build()
                 self.app = app
-                logger.info(
-                    "Built the web UI at %s/ in %.1f s (first request)", self.path, time.perf_counter() - started
-                )
+                logger.info("Built the web UI at %s/ in %.1f s", self.path, time.perf_counter() - started)
         return self.app
+
+    def build_soon(self, delay_s: float = 1.0) -> None:
+        """Build in the background `delay_s` after now (call it in the event loop, once the model is loaded):
+        readiness does not wait for the UI, and its first visitor rarely does. Without a running loop
+        (the service made in-process, outside a server) the UI is built on its first request only."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def build() -> None:
+            try:
+                await self._built()
+            except Exception:  # the next /ui request tries again, and answers the error
+                logger.exception("Building the web UI in the background failed")
+
+        def start() -> None:
+            self._background = loop.create_task(build())  # held: the loop keeps only a weak reference
+
+        loop.call_later(delay_s, start)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":  # nothing to start or stop before the first request

@@ -54,7 +54,7 @@ def image_mb(tag: str) -> float:
     return json.loads(docker("image", "inspect", tag).stdout)[0]["Size"] / 1e6
 
 
-def cold_start(tag: str, timeout: float = 180) -> float:
+def cold_start(tag: str, timeout: float = 600) -> float:
     """Seconds from `docker run` to the first 200 from /readyz; the container is removed afterwards."""
     port = free_port()
     docker("rm", "--force", CONTAINER, check=False)

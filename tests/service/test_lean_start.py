@@ -30,7 +30,7 @@ def test_importing_the_service_leaves_the_ui_and_scikit_learn_out(pipeline_ready
 @pytest.fixture(scope="module")
 def fresh_server(pipeline_ready, artifacts_dir):
     """A server of its own, so its log shows its whole start."""
-    from tests.servers import Server
+    from iris_classifier.servers import Server
 
     server = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-lazy-ui.log").start()
     yield server

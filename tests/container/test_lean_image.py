@@ -66,6 +66,8 @@ def test_image_is_within_the_size_target_and_has_no_compiler(container, image):
 
 
 def test_everything_the_smoke_test_checks(container):
+    # The UI is built in the background after readiness; a visitor that early waits for it.
+    assert requests.get(f"{URL}/ui/", timeout=120).status_code == 200
     passed = smoke_check(URL, git_commit())
     assert "/ui/ loads" in passed and "/classify virginica" in passed
 

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from bench.model_latency import measure as measure_in_process
 from bench.model_latency import render as render_in_process
+from bench.report import REPORT, write_section
 from iris_classifier.bento import build as build_bento
-from iris_classifier.paths import ROOT
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
 from iris_classifier.servers import Server
 from iris_classifier.store import ModelCard
@@ -41,7 +41,6 @@ from iris_classifier.store import ModelCard
 ONE_SPECIES = "virginica"
 ONE_FLOWER = json.dumps(EXAMPLE_FLOWERS[ONE_SPECIES])
 BATCH = 10_000
-REPORT = ROOT / "docs" / "benchmarks.md"
 
 
 def lua_script(body: str, directory: Path, name: str) -> Path:
@@ -227,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = Path(__file__).with_name("tuning.md")
     if notes.exists():
         report += "\n" + notes.read_text()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    write_section("http-bench", report, args.output)
     print(report)
     print(f"bench: wrote {args.output}")
     return 0

@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 
 from bench.http_bench import ONE_FLOWER as FLOWER
-from bench.http_bench import REPORT, batch_throughput, lua_script, machine, one_connection_latency, run_wrk
+from bench.http_bench import batch_throughput, lua_script, machine, one_connection_latency, run_wrk
+from bench.report import REPORT, write_section
 from iris_classifier.bento import build as build_bento
 from iris_classifier.prediction_log import data_files
 from iris_classifier.servers import Server
-
-START, END = "<!-- prediction-log:start -->", "<!-- prediction-log:end -->"
 
 
 def measure(rounds: int, seconds: int, latency_requests: int) -> tuple[dict, int]:
@@ -75,8 +74,7 @@ def render(results: dict, logged: int, args: argparse.Namespace) -> str:
         return f"| {label} | " + " | ".join(cells) + " |"
 
     info = machine()
-    return f"""{START}
-## Prediction log (log on vs off)
+    return f"""## Prediction log (log on vs off)
 
 `make bench-log`, {dt.date.today().isoformat()}: this commit's Bento twice, `IRIS_PREDICTION_LOG=0` on one,
 {args.rounds} alternated rounds of {args.seconds} s, on {info["cores"]} cores ({info["cpu"]}), {info["wrk"]}. The log
@@ -93,7 +91,6 @@ Non-2xx answers or socket errors (wrk): {on["errors"]} with the log, {off["error
 
 Records go through `bentoml.monitor` into `BufferedMonitor` (iris_classifier/prediction_log.py): the request
 only queues them; a background thread writes JSON lines every second or every 1,024 records.
-{END}
 """
 
 
@@ -109,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results, logged = measure(args.rounds, args.seconds, args.latency_requests)
     section = render(results, logged, args)
-    text = args.output.read_text() if args.output.exists() else ""
-    if START in text and END in text:
-        text = text[: text.index(START)] + section.rstrip("\n") + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    args.output.write_text(text)
+    write_section("prediction-log", section, args.output)
     print(section)
     print(f"bench-log: wrote the section to {args.output}")
     ratio = statistics.median(results["log on"]["c32"]) / statistics.median(results["log off"]["c32"])

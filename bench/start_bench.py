@@ -26,12 +26,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from iris_classifier.paths import ROOT
+from bench.report import REPORT, write_section
 
 CONTAINER = "iris-lean-bench"  # the only container this benchmark starts; removed by name
 BASELINE = "iris-classifier-lean:baseline"
-REPORT = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench-start: begin -->", "<!-- bench-start: end -->"
+
 TARGET_MB, TARGET_S = 900, 6.0
 BASELINE_RECIPE = (
     "build the baseline once from the commit to compare with, e.g. `git worktree add /tmp/iris-baseline <commit> && "
@@ -98,7 +97,6 @@ def render(contenders: dict[str, str], sizes: dict[str, float], seconds: dict[st
     verdict = {True: "met", False: "**not met**"}
     return "\n".join(
         [
-            BEGIN,
             "## Image size and cold start (`make bench-start`)",
             "",
             f"Made by `make bench-start` (`bench/start_bench.py`) on {dt.date.today().isoformat()}, "
@@ -117,19 +115,8 @@ def render(contenders: dict[str, str], sizes: dict[str, float], seconds: dict[st
             "|---|---|---|",
             f"| image <= {TARGET_MB} MB | {lean_mb:,.0f} MB | {verdict[lean_mb <= TARGET_MB]} |",
             f"| start to ready <= {TARGET_S:.0f} s (median) | {lean:.1f} s | {verdict[lean <= TARGET_S]} |",
-            END,
         ]
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def base_image_kind() -> str:
@@ -163,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {name: image_mb(tag) for name, tag in contenders.items()}
     seconds = measure(contenders, args.runs)
     section = render(contenders, sizes, seconds, base_image_kind())
-    write_section(args.output, section)
+    write_section("bench-start", section, args.output)
     print(section)
     print(f"bench-start: wrote {args.output}")
     return 0

@@ -35,7 +35,7 @@ def check(url: str, commit: str | None) -> list[str]:
         if got != species:
             raise SmokeFailure(f"/classify called Fisher's first {species} a {got}")
         passed.append(f"/classify {species}")
-    ui = requests.get(f"{url}/ui/", timeout=10)
+    ui = requests.get(f"{url}/ui/", timeout=60)  # the UI is built after ready, on its first request at the latest
     if ui.status_code != 200 or "gradio" not in ui.text.lower():
         raise SmokeFailure(f"/ui/ answered {ui.status_code} without the Gradio page")
     passed.append("/ui/ loads")

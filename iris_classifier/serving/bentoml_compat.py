@@ -15,9 +15,6 @@ Each workaround names what it fixes and the test that fails once upstream change
   custom monitor has no public base class or context accessors in 1.4. Re-exported here
   (`MonitorBase`, `MON_DATAS_VAR`, `server_context`, `trace_context`). Test that fails when they
   move: tests/monitoring/test_prediction_log.py.
-- `keep_out_of_openapi`: BentoML puts every route of a mounted app into /docs.json, the Gradio UI's
-  too; wrapping the app in a plain Starlette app keeps its routes served and undocumented. Test:
-  tests/service/test_fuzz.py (no /ui path in /docs.json).
 """
 
 from __future__ import annotations
@@ -66,14 +63,3 @@ def serving_bento_labels(service: Any) -> dict[str, str] | None:
     """The labels of the Bento this server runs (None when serving the work tree)."""
     bento = getattr(service, "bento", None)
     return dict(bento.info.labels) if bento is not None else None
-
-
-def keep_out_of_openapi(service: Any, mount_name: str) -> None:
-    """Serve the app mounted as `mount_name` unchanged, but without its routes in /docs.json."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    service.mount_apps[:] = [
-        (Starlette(routes=[Mount("/", app=app)]) if name == mount_name else app, path, name)
-        for app, path, name in service.mount_apps
-    ]

@@ -10,11 +10,13 @@ rules and the batch limit are the schema's own (`Measurement`, `MAX_BATCH_FLOWER
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
+from fastapi import Path
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +29,9 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
 from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MODEL_NAME, SPECIES, Measurement
 
@@ -57,6 +62,9 @@ class ProtocolError(Exception):
 
     def body(self) -> bytes:
         return orjson.dumps({"error": self.message})
+
+    def response(self) -> Response:
+        return Response(self.body(), status_code=self.status, media_type="application/json")
 
 
 # ---- the JSON objects of the spec, as pydantic models: they validate requests and document /docs.json ----
@@ -262,7 +270,7 @@ def _refuse_binary(parameters: dict[str, Any] | None, where: str, *flags: str) -
             raise ProtocolError(f"{where}parameters.{flag}: {BINARY_HINT}")
 
 
-def parse_infer_request(body: bytes, headers: dict[str, str] | None = None) -> tuple[InferenceRequest, np.ndarray]:
+def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -> tuple[InferenceRequest, np.ndarray]:
     """The request and its rows: an (N, 4) float64 array of cm that passed every rule, or a ProtocolError."""
     if headers and BINARY_HEADER in {name.lower() for name in headers}:
         raise ProtocolError(f"Inference-Header-Content-Length header: {BINARY_HINT}")
@@ -349,11 +357,78 @@ def infer_response(request: InferenceRequest, probabilities: np.ndarray, best: n
     return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+# ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
+
+# Rows of cm -> (probabilities in SPECIES order, index of the most probable species): the service's model call.
+Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# Below this body size a request is parsed and answered on the event loop (tens of microseconds); above, in a thread.
+INLINE_BODY_BYTES = 4096
+
+
+@dataclass
+class OpenInference:
+    """The V2 endpoints over one served model: its version, its backend, its readiness and its model call."""
+
+    version: str
+    backend: str
+    predict: Predict
+    is_ready: Callable[[], bool]
+
+    def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
+        try:
+            check_model(model_name, model_version, served_version=self.version)
+        except ProtocolError as error:
+            return error.response()
+        return json_response(model_metadata(version=self.version, backend=self.backend))
+
+    def server_ready(self) -> Response:
+        return health(self.is_ready())
+
+    def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
+        try:
+            check_model(model_name, model_version, served_version=self.version)
+        except ProtocolError as error:
+            return error.response()
+        return health(self.is_ready())
+
+    async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
+        try:
+            check_model(model_name, model_version, served_version=self.version)
+        except ProtocolError as error:
+            return error.response()
+        body = await request.body()
+        if len(body) < INLINE_BODY_BYTES:
+            return self.answer(body, request.headers)
+        return await run_in_threadpool(self.answer, body, request.headers)
+
+    def answer(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        try:
+            inference, rows = parse_infer_request(body, headers)
+        except ProtocolError as error:
+            return error.response()
+        probabilities, best = self.predict(rows)
+        return Response(infer_response(inference, probabilities, best, version=self.version), media_type=JSON)
+
+
+JSON = "application/json"
+
+
+def json_response(payload: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(payload), media_type=JSON)
+
+
+def health(ok: bool) -> Response:
+    """The spec's health answer: the status is the answer (200 true, 4xx false), the body empty."""
+    return Response(status_code=200 if ok else 400)
+
+
 # ---- what the service's routes share: documentation of each route, and the error answers ----
 
+# "4XX" also keeps FastAPI from documenting a 422 that these routes never answer (they answer 400).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the request breaks the protocol or a measurement rule"},
     404: {"model": ErrorResponse, "description": "unknown model or version"},
+    "4XX": {"model": ErrorResponse, "description": "refused: 405 wrong method, 413 body too large, 415 not JSON"},
 }
 
 
@@ -373,38 +448,96 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolve(schema)
 
 
-INFER_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _inline(InferenceRequest.model_json_schema())}},
-    }
+TAGS = ["Open Inference Protocol (V2)"]
+
+
+def _route(ok: dict[str, Any], *errors: int | str) -> dict[str, Any]:
+    responses = {200: ok, **{status: ERROR_RESPONSES[status] for status in errors}}
+    return {"tags": TAGS, "response_class": Response, "responses": responses}
+
+
+SERVER_METADATA_ROUTE = _route({"model": ServerMetadata, "description": "server name, version, extensions"}, "4XX")
+MODEL_METADATA_ROUTE = _route(
+    {"model": ModelMetadata, "description": "versions, platform, inputs, outputs"}, 404, "4XX"
+)
+# Health: the status is the answer (200 true, 4xx false) and the body is empty.
+HEALTH_ROUTE = _route({"description": "true"}, "4XX")
+HEALTH_ROUTE["responses"][400] = {"description": "false: not ready"}
+MODEL_READY_ROUTE = _route({"description": "true"}, 404, "4XX")
+MODEL_READY_ROUTE["responses"][400] = {"description": "false: not ready"}
+INFER_ROUTE = {
+    **_route({"model": InferenceResponse, "description": "the outputs asked for"}, 400, 404, "4XX"),
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(InferenceRequest.model_json_schema())}},
+        }
+    },
 }
 
+# The path parameters: documented with the one value served (any other is answered 404).
+ModelName = Annotated[str, Path(description="the model's name", json_schema_extra={"enum": [MODEL_NAME]})]
 
-def install_error_answers(app: Any) -> None:
-    """Answer ProtocolError, and FastAPI's own 404/405/422 on /v2 paths, with the spec's `{"error": ...}`."""
-    from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException
-    from starlette.responses import Response
 
-    def answer(error: ProtocolError, headers: dict[str, str] | None = None) -> Response:
-        return Response(error.body(), status_code=error.status, media_type="application/json", headers=headers)
+def version_in_path(version: str) -> Any:
+    """The `model_version` path parameter, documented with the served version."""
+    return Annotated[str, Path(description="the model's version", json_schema_extra={"enum": [version]})]
 
-    async def protocol_error(request: Any, error: ProtocolError) -> Response:
-        return answer(error)
 
-    async def validation_error(request: Any, error: RequestValidationError) -> Response:
-        if not request.url.path.startswith("/v2"):
-            return await request_validation_exception_handler(request, error)
-        return answer(ProtocolError(describe(error.errors())))
+class ErrorBodies:
+    """ASGI middleware: every error answer under /v2 carries the spec's `{"error": "..."}` body.
 
-    async def http_error(request: Any, error: HTTPException) -> Response:
-        if not request.url.path.startswith("/v2"):
-            return await http_exception_handler(request, error)
-        refusal = ProtocolError(f"{request.method} {request.url.path}: {error.detail}", error.status_code)
-        return answer(refusal, error.headers)
+    The V2 routes answer their own errors so; this covers the rest: FastAPI's 405 and 422 (`detail`;
+    a 422 becomes the spec's 400) and BentoML's plain-text 404 for a path no route matches (a model
+    name with a newline never reaches the routes). Successful answers pass untouched.
+    """
 
-    app.add_exception_handler(ProtocolError, protocol_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v2"):
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] < 400:
+                    await send(message)
+                else:
+                    start.update(message)
+                return
+            if not start:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            status, body = _spec_error(scope, start["status"], b"".join(chunks))
+            headers = [
+                (name, value)
+                for name, value in start.get("headers", [])
+                if name.lower() not in (b"content-length", b"content-type")
+            ]
+            headers += [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
+            await send({**start, "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewrite)
+
+
+def _spec_error(scope: Any, status: int, body: bytes) -> tuple[int, bytes]:
+    """An error answer's status and body in the spec's form (a body that already is one is kept)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = body.decode(errors="replace").strip()
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        return status, body
+    detail = document.get("detail", document) if isinstance(document, dict) else document
+    if isinstance(detail, list) and all(isinstance(item, dict) for item in detail):
+        detail = describe(detail)
+    where = f"{scope.get('method', 'GET')} {scope['path']}"
+    return (400 if status == 422 else status), orjson.dumps({"error": f"{where}: {detail}"})

@@ -239,7 +239,7 @@ BAD_REQUESTS = {
     "NaN": (
         b'{"inputs": [{"name": "measurements_cm", "shape": [1, 4], "datatype": "FP64", "data": [NaN, 1, 1, 1]}]}',
         400,
-        "Invalid JSON",
+        "sepal_length): Input should be a finite number (got nan)",
     ),
     "FP32 underflow": (
         request_with(datatype="FP32", data=[1e-50, 3.5, 1.4, 0.2]),

@@ -207,11 +207,11 @@ class IrisClassifier:
     def v2_server_metadata(self) -> Response:
         return v2.json_response(v2.server_metadata())
 
-    @web_app.get("/v2/health/live", **v2.HEALTH_ROUTE)
+    @web_app.get("/v2/health/live", **v2.LIVE_ROUTE)
     def v2_server_live(self) -> Response:
-        return v2.health(True)
+        return v2.server_health("live", True)
 
-    @web_app.get("/v2/health/ready", **v2.HEALTH_ROUTE)
+    @web_app.get("/v2/health/ready", **v2.READY_ROUTE)
     def v2_server_ready(self) -> Response:
         return self.v2.server_ready()
 

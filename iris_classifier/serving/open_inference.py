@@ -148,6 +148,8 @@ class InferenceRequest(BaseModel):
     )
 
     id: StrictStr = Field(default=None, description="returned in the response")
+    # Not in the spec, but KServe's SDK (InferRequest.to_rest) always sends it.
+    model_name: StrictStr = Field(default=None, description="optional; if given, the model in the URL")
     parameters: Parameters = Field(default=None)
     inputs: list[RequestInput] = Field(min_length=1, max_length=1, description=f"exactly one: {INPUT_NAME}")
     outputs: list[RequestOutput] = Field(default=None, description="the outputs to return; all if absent")
@@ -278,6 +280,8 @@ def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -
         request = InferenceRequest.model_validate_json(body)
     except ValidationError as error:
         raise ProtocolError(describe(error.errors(include_url=False))) from None
+    if request.model_name is not None and request.model_name != MODEL_NAME:
+        raise ProtocolError(f"model_name: the body names model {request.model_name!r}, the URL {MODEL_NAME!r}")
     _refuse_binary(request.parameters, "", "binary_data_output")
     (tensor,) = request.inputs
     _refuse_binary(tensor.parameters, "inputs[0].", "binary_data_size")
@@ -382,7 +386,7 @@ class OpenInference:
         return json_response(model_metadata(version=self.version, backend=self.backend))
 
     def server_ready(self) -> Response:
-        return health(self.is_ready())
+        return server_health("ready", self.is_ready())
 
     def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
         try:
@@ -420,6 +424,15 @@ def json_response(payload: dict[str, Any]) -> Response:
 def health(ok: bool) -> Response:
     """The spec's health answer: the status is the answer (200 true, 4xx false), the body empty."""
     return Response(status_code=200 if ok else 400)
+
+
+def server_health(state: str, ok: bool) -> Response:
+    """Server live/ready: the status is the answer, with KServe's `{"live": true}` / `{"ready": true}` body.
+
+    The spec says the body "should be empty"; KServe's own SDK (InferenceRESTClient) reads the answer
+    from that body, and tritonclient reads only the status, so this body serves both.
+    """
+    return Response(orjson.dumps({state: ok}), status_code=200 if ok else 400, media_type=JSON)
 
 
 # ---- what the service's routes share: documentation of each route, and the error answers ----
@@ -460,9 +473,20 @@ SERVER_METADATA_ROUTE = _route({"model": ServerMetadata, "description": "server 
 MODEL_METADATA_ROUTE = _route(
     {"model": ModelMetadata, "description": "versions, platform, inputs, outputs"}, 404, "4XX"
 )
+
+
 # Health: the status is the answer (200 true, 4xx false) and the body is empty.
-HEALTH_ROUTE = _route({"description": "true"}, "4XX")
-HEALTH_ROUTE["responses"][400] = {"description": "false: not ready"}
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+LIVE_ROUTE = _route({"model": ServerLive, "description": "live (the status is the answer)"}, "4XX")
+READY_ROUTE = _route({"model": ServerReady, "description": "ready (the status is the answer)"}, "4XX")
+READY_ROUTE["responses"][400] = {"model": ServerReady, "description": "not ready"}
 MODEL_READY_ROUTE = _route({"description": "true"}, 404, "4XX")
 MODEL_READY_ROUTE["responses"][400] = {"description": "false: not ready"}
 INFER_ROUTE = {

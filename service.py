@@ -138,16 +138,18 @@ class IrisClassifier:
             "warnings": warnings,
         }
 
-    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and the most probable species' index for rows of cm (/classify_batch and V2 infer)."""
+    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Probabilities and species for rows of cm, counted and logged (/classify_batch and V2 infer)."""
         probabilities = self._timed_model_call(self.predictor.predict_proba, rows)
         best = probabilities.argmax(axis=1)
         self._count_predictions(np.bincount(best, minlength=len(SPECIES)).tolist())
-        return probabilities, best
+        species_names = self.species_names[best].tolist()
+        self.prediction_log.record_batch(rows, species_names, probabilities)
+        return probabilities, species_names
 
     def _results(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Answers for rows of cm: one model call, then one cheap pass per row."""
-        probabilities, best = self._predict(rows)
+        probabilities, species_names = self._predict(rows)
         outside = (rows < self.low) | (rows > self.high)
         warnings: list[list[str]] = [[]] * len(rows)  # shared empty list: read-only, serialized once each
         for row in np.flatnonzero(outside.any(axis=1)).tolist():
@@ -155,8 +157,6 @@ class IrisClassifier:
         # The shape of _answer, inlined: a call and a dict(zip()) per row made a 10,000-flower batch ~3x slower.
         first, second, third = SPECIES
         version = self.version
-        species_names = self.species_names[best].tolist()
-        self.prediction_log.record_batch(rows, species_names, probabilities)
         return [
             {
                 "species": species,

@@ -336,7 +336,7 @@ def _measurements(values: list[Any], rounded: str = "") -> np.ndarray:
         raise ProtocolError("; ".join(problems) + (f"; and {more} more" if more > 0 else "")) from None
 
 
-def infer_response(request: InferenceRequest, probabilities: np.ndarray, best: np.ndarray, *, version: str) -> bytes:
+def infer_response(request: InferenceRequest, probabilities: np.ndarray, species: list[str], *, version: str) -> bytes:
     """The $inference_response as JSON bytes, with the outputs asked for, in the order asked."""
     n = len(probabilities)
     outputs = {
@@ -350,7 +350,7 @@ def infer_response(request: InferenceRequest, probabilities: np.ndarray, best: n
             "name": SPECIES_OUTPUT,
             "shape": [n],
             "datatype": "BYTES",
-            "data": np.array(SPECIES, dtype=object)[best].tolist(),
+            "data": species,
         },
     }
     names = [output.name for output in request.outputs] if request.outputs else list(OUTPUT_NAMES)
@@ -363,8 +363,8 @@ def infer_response(request: InferenceRequest, probabilities: np.ndarray, best: n
 
 # ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
 
-# Rows of cm -> (probabilities in SPECIES order, index of the most probable species): the service's model call.
-Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# Rows of cm -> (probabilities in SPECIES order, the most probable species per row): the service's model call.
+Predict = Callable[[np.ndarray], tuple[np.ndarray, list[str]]]
 # Below this body size a request is parsed and answered on the event loop (tens of microseconds); above, in a thread.
 INLINE_BODY_BYTES = 4096
 
@@ -410,8 +410,8 @@ class OpenInference:
             inference, rows = parse_infer_request(body, headers)
         except ProtocolError as error:
             return error.response()
-        probabilities, best = self.predict(rows)
-        return Response(infer_response(inference, probabilities, best, version=self.version), media_type=JSON)
+        probabilities, species = self.predict(rows)
+        return Response(infer_response(inference, probabilities, species, version=self.version), media_type=JSON)
 
 
 JSON = "application/json"

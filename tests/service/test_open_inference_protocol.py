@@ -46,7 +46,7 @@ def test_the_documented_example_is_a_valid_request():
 def test_response_has_the_outputs_asked_for_in_order_with_the_id():
     request, _ = v2.parse_infer_request(body(ROWS, id="7", outputs=[{"name": "species"}, {"name": "probabilities"}]))
     probabilities = np.eye(3)
-    answer = orjson.loads(v2.infer_response(request, probabilities, np.arange(3), version="v1"))
+    answer = orjson.loads(v2.infer_response(request, probabilities, list(SPECIES), version="v1"))
     assert answer == {
         "model_name": "iris_classifier",
         "model_version": "v1",

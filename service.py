@@ -10,7 +10,7 @@ from typing import Any
 import bentoml
 import numpy as np
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response
 
@@ -30,6 +30,7 @@ from iris_classifier.schema import (
     well_formed_batch,
 )
 from iris_classifier.serving import bentoml_compat
+from iris_classifier.serving import open_inference as v2
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.settings import freeze_heap, server_settings
@@ -61,6 +62,7 @@ class JSONBytes(Response):
 
 
 web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+ModelVersion = v2.version_in_path(MODEL_CARD.tag.split(":", 1)[1])  # the V2 routes' documented version
 
 
 class FlowerBatch(bentoml.IODescriptor):
@@ -116,6 +118,12 @@ class IrisClassifier:
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
         self.prediction_log = PredictionLog(self.version)
+        self.v2 = v2.OpenInference(
+            version=self.model.tag.version,
+            backend=self.predictor.backend,
+            predict=self._predict,
+            is_ready=self.__is_ready__,
+        )
         freeze_heap()
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/lazy_gradio.py)
@@ -147,11 +155,18 @@ class IrisClassifier:
             "warnings": warnings,
         }
 
-    def _results(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        """Answers for rows of cm: one model call, then one cheap pass per row."""
+    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Probabilities and species for rows of cm, counted and logged (/classify_batch and V2 infer)."""
         probabilities = self._timed_model_call(self.predictor.predict_proba, rows)
         best = probabilities.argmax(axis=1)
         self._count_predictions(np.bincount(best, minlength=len(SPECIES)).tolist())
+        species_names = self.species_names[best].tolist()
+        self.prediction_log.record_batch(rows, species_names, probabilities)
+        return probabilities, species_names
+
+    def _results(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Answers for rows of cm: one model call, then one cheap pass per row."""
+        probabilities, species_names = self._predict(rows)
         outside = (rows < self.low) | (rows > self.high)
         warnings: list[list[str]] = [[]] * len(rows)  # shared empty list: read-only, serialized once each
         for row in np.flatnonzero(outside.any(axis=1)).tolist():
@@ -159,8 +174,6 @@ class IrisClassifier:
         # The shape of _answer, inlined: a call and a dict(zip()) per row made a 10,000-flower batch ~3x slower.
         first, second, third = SPECIES
         version = self.version
-        species_names = self.species_names[best].tolist()
-        self.prediction_log.record_batch(rows, species_names, probabilities)
         return [
             {
                 "species": species,
@@ -206,6 +219,46 @@ class IrisClassifier:
             **served_release(bentoml_compat.serving_bento_labels(IrisClassifier)),
         }
 
+    # Open Inference Protocol (KServe V2): thin routes over iris_classifier/serving/open_inference.py.
+    @web_app.get("/v2", **v2.SERVER_METADATA_ROUTE)
+    def v2_server_metadata(self) -> Response:
+        return v2.json_response(v2.server_metadata())
+
+    @web_app.get("/v2/health/live", **v2.LIVE_ROUTE)
+    def v2_server_live(self) -> Response:
+        return v2.server_health("live", True)
+
+    @web_app.get("/v2/health/ready", **v2.READY_ROUTE)
+    def v2_server_ready(self) -> Response:
+        return self.v2.server_ready()
+
+    @web_app.get("/v2/models/{model_name}", **v2.MODEL_METADATA_ROUTE)
+    def v2_model_metadata(self, model_name: v2.ModelName) -> Response:
+        return self.v2.model_metadata(model_name)
+
+    @web_app.get("/v2/models/{model_name}/versions/{model_version}", **v2.MODEL_METADATA_ROUTE)
+    def v2_model_version_metadata(self, model_name: v2.ModelName, model_version: ModelVersion) -> Response:
+        return self.v2.model_metadata(model_name, model_version)
+
+    @web_app.get("/v2/models/{model_name}/ready", **v2.MODEL_READY_ROUTE)
+    def v2_model_ready(self, model_name: v2.ModelName) -> Response:
+        return self.v2.model_ready(model_name)
+
+    @web_app.get("/v2/models/{model_name}/versions/{model_version}/ready", **v2.MODEL_READY_ROUTE)
+    def v2_model_version_ready(self, model_name: v2.ModelName, model_version: ModelVersion) -> Response:
+        return self.v2.model_ready(model_name, model_version)
+
+    @web_app.post("/v2/models/{model_name}/infer", **v2.INFER_ROUTE)
+    async def v2_infer(self, request: Request, model_name: v2.ModelName) -> Response:
+        return await self.v2.infer(request, model_name)
+
+    @web_app.post("/v2/models/{model_name}/versions/{model_version}/infer", **v2.INFER_ROUTE)
+    async def v2_version_infer(
+        self, request: Request, model_name: v2.ModelName, model_version: ModelVersion
+    ) -> Response:
+        return await self.v2.infer(request, model_name, model_version)
+
 
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
+IrisClassifier.add_asgi_middleware(v2.ErrorBodies)  # errors under /v2 as the spec's {"error": ...}

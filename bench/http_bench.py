@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench import open_inference_bench
 from bench.model_latency import measure as measure_in_process
 from bench.model_latency import render as render_in_process
 from bench.report import REPORT, write_section
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: dict[str, dict] = {name: {"c1": [], "c32": [], "lat": []} for name in servers}
     batch: list[dict] = []
+    v2_rounds: list[dict] = []  # the Open Inference Protocol (V2) rows, on the service's server
     try:
         cold = {}
         for name, server in servers.items():
@@ -218,11 +220,19 @@ def main(argv: list[str] | None = None) -> int:
                     one_connection_latency(f"{server.url}/classify", args.latency_requests, classifies=name != "noop")
                 )
             batch.append(batch_throughput(f"{servers['service'].url}/classify_batch", args.seconds))
+            v2_rounds.append(
+                open_inference_bench.measure_round(
+                    servers["service"].url, species=ONE_SPECIES, seconds=args.seconds,
+                    latency_requests=args.latency_requests, flowers=batch_flowers(BATCH),
+                    run_wrk=run_wrk, lua_script=lua_script, logs=logs,
+                )
+            )  # fmt: skip
     finally:
         for server in servers.values():
             server.stop()
     in_process = measure_in_process(rounds=args.rounds)
     report = render(results, batch, in_process, cold, machine(), args)
+    report += open_inference_bench.render(v2_rounds, results["service"], batch)
     notes = Path(__file__).with_name("tuning.md")
     if notes.exists():
         report += "\n" + notes.read_text()

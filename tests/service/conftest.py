@@ -22,3 +22,10 @@ def bento_server(bento_tag, artifacts_dir):
     process = Server(bento_tag, log_path=artifacts_dir / "serve-bento.log").start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module", params=["source", "bento"])
+def url(request, pipeline_ready) -> str:
+    """The source service and the built Bento, in turn (pipeline_ready: the slow tier, see tests/conftest.py)."""
+    fixture = "server" if request.param == "source" else "bento_server"
+    return request.getfixturevalue(fixture).url

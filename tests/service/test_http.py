@@ -17,12 +17,6 @@ from iris_classifier.store import ModelCard
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module", params=["source", "bento"])
-def url(request, pipeline_ready) -> str:
-    fixture = "server" if request.param == "source" else "bento_server"
-    return request.getfixturevalue(fixture).url
-
-
 def classify(url: str, body, **kwargs) -> requests.Response:
     return requests.post(f"{url}/classify", json=body, timeout=10, **kwargs)
 

@@ -18,12 +18,6 @@ MODEL = "iris_classifier"
 ROWS = np.array([[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES])
 
 
-@pytest.fixture(scope="module", params=["source", "bento"])
-def url(request) -> str:
-    fixture = "server" if request.param == "source" else "bento_server"
-    return request.getfixturevalue(fixture).url
-
-
 @pytest.fixture(scope="module")
 def version(url) -> str:
     return requests.get(f"{url}/model", timeout=10).json()["tag"].split(":", 1)[1]

@@ -197,3 +197,26 @@ image-report: install ## largest layers and packages of IMAGE_TAG (default: this
 
 bench-start: install ## size + cold start (docker run -> /readyz 200) of this commit's image vs BASELINE_IMAGE, alternated: docs/benchmarks.md
 	$(PY) -m bench.start_bench $(if $(BASELINE_IMAGE),--baseline $(BASELINE_IMAGE)) $(if $(IMAGE_TAG),--candidate $(IMAGE_TAG))
+
+# --- Kubernetes (deploy/k8s): render, schema and policy checks, the pod's constraints on the image, a rollout ---
+.PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy
+K8S_ENV = $(or $(ENV),staging)
+K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(REGISTRY),--registry $(REGISTRY))
+
+k8s-render: install ## render deploy/k8s/overlays/ENV (staging|production) to build/k8s/ENV.yaml [IMAGE_TAG=<commit>] [REGISTRY=...]
+	@$(PY) -m ops.k8s render --env $(K8S_ENV) $(K8S_IMAGE_ARGS)
+
+k8s-check: install ## render both envs; strict Kubernetes 1.31 schema check; checkov policy scan (installs .venv-scan)
+	@for env in staging production; do $(PY) -m ops.k8s render --env $$env $(K8S_IMAGE_ARGS) || exit 1; done
+	@$(PY) -m ops.k8s validate build/k8s/staging.yaml build/k8s/production.yaml
+	@$(PY) -m ops.k8s scan build/k8s/staging.yaml build/k8s/production.yaml
+
+k8s-pod-check: install ## run this commit's image under the production pod's constraints: ready, classifies, metrics (make image first)
+	@$(PY) -m ops.k8s pod-check --env production
+
+rollout-test: install ## two containers behind HAProxy under load, both replaced: zero failed requests (make image first; needs haproxy)
+	@command -v haproxy >/dev/null || { echo "rollout-test: haproxy is not installed: apt-get install -y haproxy (root)"; exit 2; }
+	@$(PY) -m ops.rollout
+
+k8s-deploy: install ## (Jenkins Deploy stage; needs KUBECONFIG) render ENV, apply, rollout status, smoke via the Service; undo on failure
+	@$(PY) -m ops.k8s deploy --env $(K8S_ENV) $(K8S_IMAGE_ARGS)

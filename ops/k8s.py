@@ -49,6 +49,9 @@ class CheckFailed(SystemExit):
 
 def tool(name: str) -> str:
     """A CLI from the project's venv (the lock pins it), else from PATH."""
+    override = os.environ.get(name.upper().replace("-", "_"))  # e.g. KUBECTL=/path/to/kubectl
+    if override:
+        return override
     candidate = VENV_BIN / name
     if candidate.exists():
         return str(candidate)

@@ -143,6 +143,10 @@ class HAProxy:
             "  timeout connect 2s",
             "  timeout client 60s",
             "  timeout server 60s",
+            "  timeout check 3s  # a loaded 1-CPU container answers /readyz late, but it is not down",
+            # Never send a request on an idle server connection another client left: the server may close
+            # it at that moment (its keep-alive timeout), a race of the proxy, not of the rollout.
+            "  http-reuse never",
             "  retries 0  # no retry on another server: a failed request must show up as failed",
             "frontend web",
             f"  bind 127.0.0.1:{frontend_port}",
@@ -247,7 +251,7 @@ class RolloutResult:
 
 
 def rollout(
-    *, image: str | None = None, clients: int = 8, direct_clients: int = 4, seconds_between: float = 5
+    *, image: str | None = None, clients: int = 4, direct_clients: int = 4, seconds_between: float = 5
 ) -> RolloutResult:
     if not shutil.which("haproxy"):
         raise SystemExit(HAPROXY_MISSING)
@@ -337,7 +341,7 @@ def rollout(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", default=None, help="default: this commit's image, as the production render names it")
-    parser.add_argument("--clients", type=int, default=8, help="keep-alive client threads through HAProxy")
+    parser.add_argument("--clients", type=int, default=4, help="keep-alive client threads through HAProxy")
     parser.add_argument("--seconds-between", type=float, default=5, help="load before, between and after")
     args = parser.parse_args(argv)
     result = rollout(image=args.image, clients=args.clients, seconds_between=args.seconds_between)

@@ -17,6 +17,7 @@ STAGES = [
     "Publish image",
     "Run container",
     "Smoke test",
+    "Deploy",  # off unless DEPLOY_TO is set (tests/deploy/test_jenkins_deploy.py)
 ]
 
 
@@ -33,7 +34,7 @@ def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
     makefile_targets = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
     for name, body in stage_bodies().items():
         steps = body.split("post {")[0]
-        targets = re.findall(r"sh[ (](?:script: )?'\s*make (?:-s )?([a-z-]+)", steps)
+        targets = re.findall(r"sh[ (](?:script: )?'\s*make (?:-s )?([a-z0-9-]+)", steps)
         if name == "Checkout":
             assert targets == [] and "checkout scm" in steps
             continue

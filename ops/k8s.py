@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"k8s-validate: {len(args.files)} file(s) valid against Kubernetes {KUBERNETES_VERSION} (strict)")
     elif args.command == "scan":
         found = scan(args.files)
-        print(f"k8s-scan: checkov passed {found.passed}, failed {found.failed}, skipped {found.skipped} (each justified)")
+        print(
+            f"k8s-scan: checkov passed {found.passed}, failed {found.failed}, skipped {found.skipped} (each justified)"
+        )
     elif args.command == "pod-check":
         path = render(args.env)
         result = pod_check(path, image=args.image)

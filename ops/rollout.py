@@ -33,9 +33,7 @@ from ops import k8s
 
 PREFIX = "iris-k8s-rollout-"
 HAPROXY_MISSING = "haproxy is not installed: `apt-get install -y haproxy` (root; .ci/run installs it)"
-BATCH = json.dumps(
-    {"flowers": [flower for _ in range(3334) for flower in EXAMPLE_FLOWERS.values()][:10_000]}
-).encode()
+BATCH = json.dumps({"flowers": [flower for _ in range(3334) for flower in EXAMPLE_FLOWERS.values()][:10_000]}).encode()
 
 
 @dataclass
@@ -272,9 +270,7 @@ def rollout(
             urls[name] = stack.enter_context(k8s.running_pod(constraints, name=PREFIX + name, port=slots[name]))
         for name in ("old1", "old2"):
             k8s.wait_ready(urls[name], timeout=240, container=PREFIX + name)
-        haproxy = HAProxy(
-            workdir, frontend, {name: (port, name.startswith("old")) for name, port in slots.items()}
-        )
+        haproxy = HAProxy(workdir, frontend, {name: (port, name.startswith("old")) for name, port in slots.items()})
         stack.callback(haproxy.stop)
         for name in ("old1", "old2"):
             haproxy.wait_status(name, "UP")

@@ -26,7 +26,7 @@ def test_deploy_stage_is_off_by_default_and_binds_the_kubeconfig():
     assert "choice(name: 'DEPLOY_TO', choices: ['none', 'staging', 'production']" in JENKINSFILE
     assert re.search(r"when \{ expression \{ params\.DEPLOY_TO != 'none' \} \}", deploy)
     assert "withCredentials([file(credentialsId: 'kubeconfig', variable: 'KUBECONFIG')])" in deploy
-    assert "sh 'make k8s-deploy ENV=\"$DEPLOY_TO\" REGISTRY=\"$REGISTRY\"'" in deploy
+    assert 'sh \'make k8s-deploy ENV="$DEPLOY_TO" REGISTRY="$REGISTRY"\'' in deploy
     assert list(stage_bodies())[-2:] == ["Smoke test", "Deploy"]
 
 

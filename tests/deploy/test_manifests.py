@@ -43,7 +43,8 @@ def test_image_is_this_commit(docs, env):
 
 def test_make_k8s_render_sets_registry_and_tag():
     result = subprocess.run(
-        ["make", "--no-print-directory", "k8s-render", "ENV=production", "IMAGE_TAG=0123abc", "REGISTRY=registry.example.com/ml/"],
+        ["make", "--no-print-directory", "k8s-render", "ENV=production", "IMAGE_TAG=0123abc",
+         "REGISTRY=registry.example.com/ml/"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -111,7 +112,11 @@ def test_rollout_and_shutdown(docs, env):
     assert container(docs[env])["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
     assert pod["terminationGracePeriodSeconds"] >= 10 + 20  # the preStop sleep, then time for in-flight requests
     annotations = spec["template"]["metadata"]["annotations"]
-    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "3000", "prometheus.io/path": "/metrics"}
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "3000",
+        "prometheus.io/path": "/metrics",
+    }
 
 
 @pytest.mark.parametrize(("env", "minimum", "maximum"), [("staging", 1, 2), ("production", 2, 6)])

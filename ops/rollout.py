@@ -45,6 +45,11 @@ class Tally:
     wrong: int = 0
     latencies: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    events: list[str] = field(default_factory=list)  # what the rollout did, and when (t= seconds from the start)
+
+    def event(self, text: str) -> None:
+        self.events.append(f"t={time.monotonic() - self.started:.1f} s {text}")
 
     def record(self, *, seconds: float, status: int | None, error: str | None = None, wrong: bool = False) -> None:
         with self.lock:
@@ -58,7 +63,8 @@ class Tally:
             else:
                 self.ok += 1
             if (error or wrong or (status and not 200 <= status < 300)) and len(self.examples) < 5:
-                self.examples.append(error or f"HTTP {status}" + (" wrong species" if wrong else ""))
+                what = error or f"HTTP {status}" + (" wrong species" if wrong else "")
+                self.examples.append(f"{what} at t={time.monotonic() - self.started:.1f} s")
 
     @property
     def requests(self) -> int:
@@ -145,6 +151,9 @@ class HAProxy:
             # Never send a request on an idle server connection another client left: the server may close
             # it at that moment (its keep-alive timeout), a race of the proxy, not of the rollout.
             "  http-reuse never",
+            # One server connection per request (clients keep theirs to HAProxy): a drained server gets no
+            # request at all, as a pod removed from a Service's endpoints gets no new connection.
+            "  option http-server-close",
             "  retries 0  # no retry on another server: a failed request must show up as failed",
             "frontend web",
             f"  bind 127.0.0.1:{frontend_port}",
@@ -240,6 +249,7 @@ class RolloutResult:
             )
         if t.examples:
             lines.append(f"rollout: first failures: {t.examples}")
+            lines.append(f"rollout: events: {t.events}")
         for r in self.replacements:
             if r.direct_failed:
                 lines.append(f"rollout: in-flight failures at SIGTERM of {r.old}: {r.direct_failed[:5]}")
@@ -277,7 +287,7 @@ def rollout(
         threads = [
             threading.Thread(target=client_loop, args=(frontend, tally, stop_load), daemon=True) for _ in range(clients)
         ]
-        started = time.monotonic()
+        started = tally.started = time.monotonic()
         for thread in threads:
             thread.start()
         time.sleep(seconds_between)
@@ -289,6 +299,7 @@ def rollout(
             ready = time.monotonic() - new_started
             # 2. it joins the pool (the endpoints controller adds a ready pod)
             haproxy.command(f"enable server pool/{new}")
+            tally.event(f"{new} joins the pool")
             haproxy.wait_status(new, "UP")
             time.sleep(1)
             # 3. the old pod leaves the pool and gets SIGTERM while requests are still in flight on it
@@ -302,13 +313,16 @@ def rollout(
                 thread.start()
             time.sleep(1.0)  # the batch loops are busy on the old container
             haproxy.command(f"set server pool/{old} state drain")
+            tally.event(f"{old} drained")
             pool_in_flight = int(haproxy.stats()[old]["scur"] or 0)
             sigterm_at = time.monotonic()
+            tally.event(f"SIGTERM to {old}")
             stopping = subprocess.Popen(["docker", "stop", "--time", "30", PREFIX + old], stdout=subprocess.DEVNULL)
             time.sleep(0.2)
             stop_direct.set()  # no new direct requests after SIGTERM: a terminating pod gets no new connections
             stopping.wait(timeout=60)
             stop_seconds = time.monotonic() - sigterm_at
+            tally.event(f"{old} exited")
             for thread in direct_threads:
                 thread.join(timeout=60)
             haproxy.command(f"set server pool/{old} state maint")

@@ -79,6 +79,7 @@ def test_the_registry_decides_what_a_build_does():
         "Publish image": "env.REGISTRY_EVENT == 'registration'",
         "Run container": deploy,
         "Smoke test": deploy,
+        "Deploy": "params.DEPLOY_TO != 'none'",  # Kubernetes, off by default (tests/deploy)
     }
     assert {name: match and match.group(1) for name, match in when.items()} == expected
     assert 'make publish-image VERSION="$REGISTRY_VERSION"' in bodies["Publish image"]
@@ -87,4 +88,4 @@ def test_the_registry_decides_what_a_build_does():
     from ops.jenkins_steps import stages
 
     skipped = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
-    assert skipped == {"Publish image"}
+    assert skipped == {"Publish image", "Deploy"}

@@ -148,11 +148,9 @@ class HAProxy:
             "  timeout client 60s",
             "  timeout server 60s",
             "  timeout check 3s  # a loaded 1-CPU container answers /readyz late, but it is not down",
-            # Never send a request on an idle server connection another client left: the server may close
-            # it at that moment (its keep-alive timeout), a race of the proxy, not of the rollout.
-            "  http-reuse never",
             # One server connection per request (clients keep theirs to HAProxy): a drained server gets no
-            # request at all, as a pod removed from a Service's endpoints gets no new connection.
+            # new request at all, as a pod removed from a Service's endpoints gets no new connection.
+            "  http-reuse never",
             "  option http-server-close",
             "  retries 0  # no retry on another server: a failed request must show up as failed",
             "frontend web",
@@ -258,12 +256,27 @@ class RolloutResult:
         return "\n".join(lines)
 
 
+def pre_stop_seconds(docs: list[dict]) -> float:
+    """The Deployment's preStop `sleep N`."""
+    (container,) = k8s.find(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep", command
+    return float(command[1])
+
+
 def rollout(
-    *, image: str | None = None, clients: int = 4, direct_clients: int = 4, seconds_between: float = 5
+    *,
+    image: str | None = None,
+    clients: int = 4,
+    direct_clients: int = 4,
+    seconds_between: float = 5,
+    pre_stop: float | None = None,
 ) -> RolloutResult:
     if not shutil.which("haproxy"):
         raise SystemExit(HAPROXY_MISSING)
-    constraints = k8s.pod_constraints(k8s.documents(k8s.render("production")))
+    docs = k8s.documents(k8s.render("production"))
+    constraints = k8s.pod_constraints(docs)
+    pre_stop = pre_stop_seconds(docs) if pre_stop is None else pre_stop
     if image:
         constraints.image = image
     if subprocess.run(["docker", "image", "inspect", constraints.image], capture_output=True).returncode != 0:
@@ -314,6 +327,11 @@ def rollout(
             time.sleep(1.0)  # the batch loops are busy on the old container
             haproxy.command(f"set server pool/{old} state drain")
             tally.event(f"{old} drained")
+            # The preStop sleep: SIGTERM at the very moment a pod leaves the pool loses the requests the
+            # balancer was still connecting to it (measured: 1 in ~16,000, at that instant). The direct
+            # batch clients keep the old container busy through this wait, so SIGTERM still finds
+            # requests in flight, like connections a kube-proxy still routes to a terminating pod.
+            time.sleep(pre_stop)
             pool_in_flight = int(haproxy.stats()[old]["scur"] or 0)
             sigterm_at = time.monotonic()
             tally.event(f"SIGTERM to {old}")
@@ -353,8 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=None, help="default: this commit's image, as the production render names it")
     parser.add_argument("--clients", type=int, default=4, help="keep-alive client threads through HAProxy")
     parser.add_argument("--seconds-between", type=float, default=5, help="load before, between and after")
+    parser.add_argument("--pre-stop", type=float, default=None, help="drain to SIGTERM (default: the render's preStop)")
     args = parser.parse_args(argv)
-    result = rollout(image=args.image, clients=args.clients, seconds_between=args.seconds_between)
+    result = rollout(
+        image=args.image, clients=args.clients, seconds_between=args.seconds_between, pre_stop=args.pre_stop
+    )
     print(result.summary())
     return 0 if result.summary().endswith("PASS") else 1
 

@@ -293,6 +293,7 @@ class PodCheck:
     species: dict[str, str]
     metrics: str = field(repr=False)
     writes: list[str]  # `docker diff`: paths written outside the tmpfs mounts (must be none: the root is read-only)
+    prediction_log_lines: int | None = None  # lines in the prediction log (IRIS_MONITOR_DIR), when the pod sets it
 
 
 @contextlib.contextmanager
@@ -332,6 +333,13 @@ def pod_check(render_path: Path, *, name: str = "iris-k8s-pod-check", image: str
         metrics = requests.get(f"{url}/metrics", timeout=10)
         if metrics.status_code != 200:
             raise CheckFailed(f"k8s: /metrics answered {metrics.status_code}\n{_logs(name)}")
+        log_lines = None
+        if "IRIS_MONITOR_DIR" in constraints.env:  # the log is flushed every second by a background thread
+            time.sleep(2.5)
+            pattern = f"{constraints.env['IRIS_MONITOR_DIR']}/iris_predictions/data/data.*.log"
+            shell = f"cat {pattern} 2>/dev/null | wc -l"
+            counted = subprocess.run(["docker", "exec", name, "sh", "-c", shell], capture_output=True, text=True)
+            log_lines = int(counted.stdout.strip() or 0)
         diff = subprocess.run(["docker", "diff", name], capture_output=True, text=True).stdout.split("\n")
         writes = [line for line in diff if line.strip()]
         return PodCheck(
@@ -341,6 +349,7 @@ def pod_check(render_path: Path, *, name: str = "iris-k8s-pod-check", image: str
             species=species,
             metrics=metrics.text,
             writes=writes,
+            prediction_log_lines=log_lines,
         )
 
 
@@ -416,7 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         path = render(args.env)
         result = pod_check(path, image=args.image)
         print(f"pod-check: {result.image} ready in {result.ready_seconds:.1f} s under: {' '.join(result.docker_args)}")
-        print(f"pod-check: species {result.species}; /metrics {len(result.metrics)} bytes; writes outside tmpfs:")
+        print(
+            f"pod-check: species {result.species}; /metrics {len(result.metrics)} bytes; "
+            f"prediction log {result.prediction_log_lines} lines; writes outside tmpfs:"
+        )
         print("\n".join(result.writes) or "  none")
     else:
         deploy(args.env, tag=args.tag, registry=args.registry)

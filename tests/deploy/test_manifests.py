@@ -83,9 +83,9 @@ def test_pod_is_hardened(docs, env):
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert all(set(volume) == {"name", "emptyDir"} for volume in volumes.values())
     mounts = [mount["mountPath"] for mount in app["volumeMounts"]]
-    assert sorted(mounts) == ["/tmp", "/var/lib/bentoml"]
+    assert sorted(mounts) == ["/tmp", "/var/lib/bentoml", "/var/lib/iris-monitor"]
     env_vars = {item["name"]: item["value"] for item in app["env"]}
-    for name in ("BENTOML_HOME", "TMPDIR", "GRADIO_TEMP_DIR", "HOME"):
+    for name in ("BENTOML_HOME", "TMPDIR", "GRADIO_TEMP_DIR", "HOME", "IRIS_MONITOR_DIR"):
         assert any(env_vars[name] == m or env_vars[name].startswith(m + "/") for m in mounts), name
     namespace = k8s.find(docs[env], "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

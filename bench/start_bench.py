@@ -22,11 +22,10 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bench.report import REPORT, write_section
+from iris_classifier.servers import seconds_until_ready
 
 CONTAINER = "iris-lean-bench"  # the only container this benchmark starts; removed by name
 BASELINE = "iris-classifier-lean:baseline"
@@ -63,15 +62,9 @@ def cold_start(tag: str, timeout: float = 600) -> float:
         "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", tag,
     )  # fmt: skip
     try:
-        while time.monotonic() - started < timeout:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return time.monotonic() - started
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"bench-start: {tag} not ready after {timeout:.0f} s")
+        if seconds_until_ready(f"http://127.0.0.1:{port}", timeout) is None:
+            raise SystemExit(f"bench-start: {tag} not ready after {timeout:.0f} s")
+        return time.monotonic() - started  # from `docker run`, not from the first poll
     finally:
         docker("rm", "--force", CONTAINER, check=False)
 

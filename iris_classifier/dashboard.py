@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +23,7 @@ from typing import Any
 import requests
 
 from iris_classifier.paths import ROOT
+from iris_classifier.servers import stop_process_group
 
 DASHBOARD = ROOT / "monitoring" / "grafana" / "iris-classifier.json"
 RULES_DIR = ROOT / "monitoring" / "rules"
@@ -149,13 +148,7 @@ class PrometheusProcess:
         raise TimeoutError(f"fewer than {count} scrapes of {self.target} in {timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

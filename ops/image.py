@@ -15,12 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 from iris_classifier.bento import build as build_bento
 from iris_classifier.paths import ROOT
 from iris_classifier.registry import image_labels as registry_image_labels
+from iris_classifier.servers import seconds_until_ready
 from iris_classifier.store import ModelCard, git_commit
 
 IMAGE = os.environ.get("IMAGE", "iris-classifier")
@@ -98,16 +97,10 @@ def build() -> str:
 
 
 def wait_ready(url: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"run-image: {url}/readyz not ready after {timeout:.0f} s; see `docker logs {CONTAINER}`")
+    seconds = seconds_until_ready(url, timeout, interval=0.25)
+    if seconds is None:
+        raise SystemExit(f"run-image: {url}/readyz not ready after {timeout:.0f} s; see `docker logs {CONTAINER}`")
+    return seconds
 
 
 def run(*, port: int, tag: str | None = None, timeout: float = 180) -> None:
@@ -117,7 +110,7 @@ def run(*, port: int, tag: str | None = None, timeout: float = 180) -> None:
         raise SystemExit(f"run-image: no image {tag}; run `make image` first")
     stop(quiet=True)
     docker(
-        "run", "--detach", "--name", CONTAINER, "--network", "host", "--restart", "unless-stopped",
+        "run", "--detach", "--name", CONTAINER, "--network", "host", "--restart", "unless-stopped", "--init",
         "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", tag,
         capture=True,
     )  # fmt: skip

@@ -19,10 +19,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+
+from iris_classifier.servers import seconds_until_ready
 
 CONTAINER = "iris-lean-report"  # the only container this script starts; removed by name
 MB = 1_000_000  # docker reports decimal megabytes
@@ -129,16 +129,10 @@ def free_port() -> int:
 
 
 def wait_ready(port: int, timeout: float = 180) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"image-report: /readyz not ready after {timeout:.0f} s; see `docker logs {CONTAINER}`")
+    seconds = seconds_until_ready(f"http://127.0.0.1:{port}", timeout)
+    if seconds is None:
+        raise SystemExit(f"image-report: /readyz not ready after {timeout:.0f} s; see `docker logs {CONTAINER}`")
+    return seconds
 
 
 @dataclass

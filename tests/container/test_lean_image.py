@@ -4,8 +4,6 @@ the ONNX fast path serving without scikit-learn, and the scikit-learn fallback s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 import requests
@@ -13,11 +11,10 @@ import requests
 from iris_classifier.schema import EXAMPLE_FLOWERS, SPECIES
 from iris_classifier.store import git_commit
 from ops.smoke import check as smoke_check
+from tests.container.conftest import CONTAINER, URL, docker
 
 pytestmark = pytest.mark.container
 
-URL = os.environ.get("IRIS_CONTAINER_URL", "http://127.0.0.1:3000")
-CONTAINER = os.environ.get("CONTAINER", "iris-classifier")
 IMAGE_TARGET_BYTES = 900_000_000  # issue #12, as `docker image inspect` reports it
 # In the container, the Bento's models/ is the model store when BENTOML_HOME is the Bento.
 IN_BENTO = ("--env", "BENTOML_HOME=/home/bentoml/bento", "--workdir", "/home/bentoml/bento/src")
@@ -41,23 +38,6 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         print(json.dumps(sorted({path.split("/site-packages/")[1].split("/")[0] for path in paths})))
         break
 """
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def container() -> dict:
-    try:
-        return json.loads(docker("inspect", CONTAINER))[0]
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        pytest.fail(f"no container {CONTAINER}: run `make image run-image` first")
-
-
-@pytest.fixture(scope="module")
-def image(container) -> dict:
-    return json.loads(docker("image", "inspect", container["Image"]))[0]
 
 
 def test_image_is_within_the_size_target_and_has_no_compiler(container, image):

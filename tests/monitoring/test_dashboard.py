@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -44,11 +45,15 @@ def prometheus(logged_server):
 
 @needs_prometheus
 def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_server, prometheus):
-    from iris_classifier.drift import EXIT_NO_DRIFT, check
+    from iris_classifier.drift import EXIT_NO_DRIFT, check, read_logged_flowers
 
     prometheus.wait_for_scrapes(2)
     statuses = send_traffic(logged_server.url, training_flowers(150, seed=21), bad_every=5, batch_size=50)
     assert statuses["200"] == 150 and statuses["400"] == 30 and statuses["batch 200"] == 3, statuses
+    # The log's writer thread flushes about once a second: wait until what was just classified is on disk.
+    deadline = time.monotonic() + 120
+    while len(read_logged_flowers(logged_server.log_dir, 1000).flowers) < 150 and time.monotonic() < deadline:
+        time.sleep(0.5)
     # the drift check over what was just logged, published where the service reads it (drift panels)
     code, verdict = check(
         log_dir=logged_server.log_dir,

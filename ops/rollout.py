@@ -32,6 +32,8 @@ from iris_classifier.schema import EXAMPLE_FLOWERS
 from ops import k8s
 
 PREFIX = "iris-k8s-rollout-"
+# Debian installs it in /usr/sbin, which is not on an ordinary user's PATH (a Jenkins agent's, say).
+HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/local/sbin:/usr/sbin:/sbin")
 HAPROXY_MISSING = "haproxy is not installed: `apt-get install -y haproxy` (root; .ci/run installs it)"
 # 2,000 flowers: ~10-20 ms of work, so four loops nearly always have one in flight. (Each flower is a line
 # of the prediction log, and in Docker the log's tmpfs counts toward the container's memory limit.)
@@ -170,10 +172,10 @@ class HAProxy:
             lines.append(f"  server {name} 127.0.0.1:{port} check" + ("" if enabled else " disabled"))
         self.config = workdir / "haproxy.cfg"
         self.config.write_text("\n".join(lines) + "\n")
-        check = subprocess.run(["haproxy", "-c", "-f", str(self.config)], capture_output=True, text=True)
+        check = subprocess.run([HAPROXY, "-c", "-f", str(self.config)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy config: {check.stdout}{check.stderr}")
-        self.process = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self.socket_path.exists():
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -277,7 +279,7 @@ def rollout(
     seconds_between: float = 5,
     pre_stop: float | None = None,
 ) -> RolloutResult:
-    if not shutil.which("haproxy"):
+    if HAPROXY is None:
         raise SystemExit(HAPROXY_MISSING)
     docs = k8s.documents(k8s.render("production"))
     constraints = k8s.pod_constraints(docs)

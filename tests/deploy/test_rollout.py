@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from ops import rollout
@@ -12,7 +10,7 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 
 def test_rolling_replacement_under_load_fails_no_request(commit_image):
-    if not shutil.which("haproxy"):
+    if rollout.HAPROXY is None:
         pytest.skip(rollout.HAPROXY_MISSING)
     result = rollout.rollout(image=commit_image, clients=4, seconds_between=4)
     print("\n" + result.summary())

@@ -215,7 +215,6 @@ k8s-pod-check: install ## run this commit's image under the production pod's con
 	@$(PY) -m ops.k8s pod-check --env production
 
 rollout-test: install ## two containers behind HAProxy under load, both replaced: zero failed requests (make image first; needs haproxy)
-	@command -v haproxy >/dev/null || { echo "rollout-test: haproxy is not installed: apt-get install -y haproxy (root)"; exit 2; }
 	@$(PY) -m ops.rollout
 
 k8s-deploy: install ## (Jenkins Deploy stage; needs KUBECONFIG) render ENV, apply, rollout status, smoke via the Service; undo on failure

@@ -124,6 +124,16 @@ def one_connection_latency(url: str, count: int, *, classifies: bool) -> dict[st
     return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)], "non_2xx": failures}
 
 
+def keep_posting(client: KeepAliveClient, seconds: float) -> tuple[int, int, float]:
+    """Post the client's body back to back for `seconds`: (requests, non-200 answers, elapsed seconds)."""
+    done, failures, started = 0, 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        status, _ = client.post()
+        failures += status != 200
+        done += 1
+    return done, failures, time.perf_counter() - started
+
+
 def batch_flowers(count: int, seed: int = 0) -> list[dict[str, float]]:
     """Flowers as measured (0.1 cm steps) anywhere in the training ranges: varied answers, not one repeated."""
     ranges = ModelCard.read().feature_ranges_cm
@@ -143,14 +153,9 @@ def batch_throughput(url: str, seconds: float) -> dict[str, float]:
         answers = json.loads(body)
         if status != 200 or len(answers) != BATCH or {a["species"] for a in answers} - set(SPECIES):
             raise RuntimeError(f"batch answered {status}: {body[:200]!r}")
-        done, failures, started = 0, 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            status, _ = client.post()
-            failures += status != 200
-            done += 1
+        done, failures, elapsed = keep_posting(client, seconds)
     finally:
         client.close()
-    elapsed = time.perf_counter() - started
     return {"flowers_per_s": done * BATCH / elapsed, "requests": done, "non_2xx": failures}
 
 

@@ -47,7 +47,7 @@ def latency(url: str, count: int, species: str) -> dict[str, float]:
 
 def batch_throughput(url: str, seconds: float, flowers: list[dict[str, float]]) -> dict[str, float]:
     """Flowers/s over sequential V2 requests of one [N, 4] tensor; the first answer is checked whole."""
-    from bench.http_bench import KeepAliveClient
+    from bench.http_bench import KeepAliveClient, keep_posting
 
     client = KeepAliveClient(url + PATH, infer_body([[f[name] for name in FEATURES] for f in flowers]).encode())
     try:
@@ -55,14 +55,10 @@ def batch_throughput(url: str, seconds: float, flowers: list[dict[str, float]]) 
         species = json.loads(body)["outputs"][1]["data"] if status == 200 else []
         if len(species) != len(flowers) or set(species) - set(SPECIES):
             raise RuntimeError(f"V2 tensor answered {status}: {body[:200]!r}")
-        done, failures, started = 0, 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            status, _ = client.post()
-            failures += status != 200
-            done += 1
+        done, failures, elapsed = keep_posting(client, seconds)
     finally:
         client.close()
-    return {"flowers_per_s": done * len(flowers) / (time.perf_counter() - started), "non_2xx": failures}
+    return {"flowers_per_s": done * len(flowers) / elapsed, "non_2xx": failures}
 
 
 def measure_round(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 
 import pytest
@@ -16,7 +15,7 @@ import requests
 
 from iris_classifier.environment import PROJECT_STORE, USER_SETTING
 from iris_classifier.schema import EXAMPLE_FLOWERS
-from iris_classifier.servers import free_port, wait_for_200
+from iris_classifier.servers import free_port, stop_process_group, wait_for_200
 from iris_classifier.store import ModelCard
 from tests.conftest import ROOT, VENV_BIN, run
 
@@ -70,16 +69,6 @@ def serve_as_user(env: dict[str, str], log_path) -> tuple[subprocess.Popen, int]
     return process, port
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def test_plain_bentoml_serve_in_the_project_root_serves_the_api_and_the_ui(pipeline_ready, artifacts_dir):
     process, port = serve_as_user(users_shell(), artifacts_dir / "serve-plain-bentoml.log")
     try:
@@ -89,7 +78,7 @@ def test_plain_bentoml_serve_in_the_project_root_serves_the_api_and_the_ui(pipel
         assert answer["species"] == "virginica" and answer["model_version"] == ModelCard.read().tag
         assert requests.get(f"{url}/ui/", timeout=30).status_code == 200
     finally:
-        stop(process)
+        stop_process_group(process)
 
 
 def test_an_empty_store_is_refused_naming_the_store_why_and_the_command(pipeline_ready, artifacts_dir, tmp_path):
@@ -102,7 +91,7 @@ def test_an_empty_store_is_refused_naming_the_store_why_and_the_command(pipeline
     except subprocess.TimeoutExpired:
         pytest.fail("bentoml serve did not refuse to start with an empty store")
     finally:
-        stop(process)
+        stop_process_group(process)
     log = log_path.read_text()
     assert process.returncode != 0
     assert f"BentoML store {empty}" in log

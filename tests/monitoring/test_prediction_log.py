@@ -7,8 +7,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from iris_classifier.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files
+from iris_classifier.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files, json_lines
 from iris_classifier.schema import FEATURES, SPECIES
 from iris_classifier.synthetic_traffic import send_traffic, training_flowers
 
@@ -45,6 +48,45 @@ def test_records_one_line_per_flower_in_bentoml_layout(tmp_path):
     schema = json.loads((tmp_path / "unit_layout" / "schema" / "schema.0.log").read_text())
     roles = {column["name"]: (column["role"], column["type"]) for column in schema["columns"]}
     assert roles["petal_length"] == ("feature", "numerical") and roles["species"] == ("prediction", "categorical")
+
+
+JSON_SCALARS = st.one_of(
+    st.floats(allow_nan=False),  # NaN and infinities become null in both ways, which the oracle cannot see
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.text(),  # commas, quotes, escapes and non-ASCII: the column falls back to one dumps per value
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(st.text(min_size=1), min_size=1, max_size=5, unique=True),
+    data=st.data(),
+)
+def test_column_wise_lines_are_the_bytes_of_one_dumps_per_row(keys, data):
+    rows = data.draw(st.integers(min_value=1, max_value=20))
+    columns = [data.draw(st.lists(JSON_SCALARS, min_size=rows, max_size=rows)) for _ in keys]
+    extras = [{"timestamp": data.draw(st.text()), "request_id": str(number)} for number in range(rows)]
+    tails = [b"," + orjson.dumps(extra)[1:] + b"\n" for extra in extras]
+    expected = b"".join(
+        orjson.dumps({**dict(zip(keys, values, strict=True)), **extra}) + b"\n"
+        for values, extra in zip(zip(*columns, strict=True), extras, strict=True)
+    )
+    assert json_lines(keys, columns, tails) == expected
+
+
+def test_requests_with_different_columns_are_written_in_order(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_runs")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
+    with log.recording() as monitor:  # a record with one column fewer, then the usual ones again
+        for name, value in zip(FEATURES, [1.0, 2.0, 3.0, 4.0], strict=True):
+            monitor.log(value, name, "feature", "numerical")
+    log.record_batch(np.array([[6.0, 2.9, 4.5, 1.5]] * 3), ["versicolor"] * 3, np.array([[0.0, 0.9, 0.1]] * 3))
+    assert log.flush() == 5
+    records = read_records(tmp_path, "unit_runs")
+    assert [r.get("species") for r in records] == ["setosa", None, "versicolor", "versicolor", "versicolor"]
+    assert records[1]["petal_width"] == 4.0 and "probability_setosa" not in records[1]
 
 
 def test_switched_off_writes_nothing(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import subprocess
 import sys
 
-from iris_classifier.paths import ROOT
+from iris_classifier.paths import BENTOML, ROOT
 from iris_classifier.registry import release_labels
 from iris_classifier.schema import MODEL_NAME
 from iris_classifier.store import ModelCard, ModelNotFoundError, ensure_model, git_commit
@@ -51,7 +51,7 @@ def build(*, force: bool = False) -> str:
             print(f"bento: {tag} already built")
             return tag
         bentoml.bentos.delete(tag)
-    command = ["bentoml", "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
+    command = [BENTOML, "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)

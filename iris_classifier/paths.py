@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = ROOT / "params.yaml"
+# The bentoml CLI beside this interpreter (the venv's bin/): found without the venv on PATH.
+BENTOML = str(Path(sys.executable).parent / "bentoml")
 
 DATA_DIR = ROOT / "data"
 RAW_CSV = DATA_DIR / "raw" / "iris.csv"

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import requests
 
-from iris_classifier.paths import ROOT
-
-BENTOML = str(Path(sys.executable).parent / "bentoml")
+from iris_classifier.paths import BENTOML, ROOT
 
 
 def free_port() -> int:

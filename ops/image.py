@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from iris_classifier.bento import build as build_bento
-from iris_classifier.paths import ROOT
+from iris_classifier.paths import BENTOML, ROOT
 from iris_classifier.registry import image_labels as registry_image_labels
 from iris_classifier.servers import seconds_until_ready
 from iris_classifier.store import ModelCard, git_commit
@@ -84,7 +84,7 @@ def build() -> str:
         "ai.iris.bento": bento,
         **registry_image_labels(bentoml.bentos.get(bento).info.labels, commit),  # version: the release, if any
     }
-    command = ["bentoml", "containerize", bento, "-t", image_tag(commit), "--opt", "network=host"]
+    command = [BENTOML, "containerize", bento, "-t", image_tag(commit), "--opt", "network=host"]
     for key, value in labels.items():
         command += ["--opt", f"label={key}={value}"]
     started = time.monotonic()

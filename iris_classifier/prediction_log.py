@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
 import orjson
 
 from iris_classifier.paths import ROOT
@@ -53,32 +54,65 @@ def data_files(log_dir: Path, name: str = MONITOR_NAME) -> list[Path]:
     return sorted(folder.glob("data.*.log*"), key=lambda path: (path.stat().st_mtime, path.name))
 
 
-def encoded_column(values: list[Any]) -> list[bytes]:
-    """Each value as JSON, from one orjson call: a list's items split at its commas.
+class Column:
+    """One request's whole column (a list, or a 1-D float or int array), queued as it is by `log_batch`:
+    no per-value work on the request path; the writer encodes it with one orjson call."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+NUMPY_AS_JSON = orjson.OPT_SERIALIZE_NUMPY  # an array's float64 is written exactly as the same Python float
+
+
+def encoded_column(values: Any) -> list[bytes]:
+    """Each value as JSON, from one orjson call: a list's (or an array's) items split at its commas.
 
     Numbers, species and versions hold no comma, so the split yields one piece per value; when a value
     does (a string with a comma, a list), the count tells, and that column is encoded value by value.
     """
-    pieces = orjson.dumps(values)[1:-1].split(b",")
-    if len(pieces) == len(values) and values:
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "fiub":
+        values = values.tolist()  # object or string arrays: as Python values
+    pieces = orjson.dumps(values, option=NUMPY_AS_JSON)[1:-1].split(b",")
+    if len(pieces) == len(values) and len(values):
         return pieces
-    return [orjson.dumps(value) for value in values]
+    return [orjson.dumps(value, option=NUMPY_AS_JSON) for value in values]
 
 
-def json_lines(keys: Sequence[str], columns: Sequence[list[Any]], tails: list[bytes]) -> bytes:
+def json_lines(keys: Sequence[str], columns: Sequence[Sequence[Any]], tails: list[bytes]) -> bytes:
     """`{"key": value, ...}` lines for rows given as columns, each row closed by its own tail (`,"..":..}\\n`).
 
-    The same bytes as `orjson.dumps(dict(...))` per row, but built column-wise: 10,000 flowers take ~3 ms
-    instead of ~50 ms of the writer thread's time (and GIL) for a dict and a dumps per row.
+    A column is a list of chunks (lists or arrays) that together hold one value per row. The same bytes
+    as `orjson.dumps(dict(...))` per row, but built column-wise: 10,000 flowers cost the writer thread
+    (and the GIL) ~15 ms instead of ~50 ms for a dict and a dumps per row.
     """
     rows = len(tails)
     stride = 2 * len(keys) + 1  # per column: its key, its value; then the row's tail
     flat: list[bytes] = [b""] * (rows * stride)
-    for number, (key, values) in enumerate(zip(keys, columns, strict=True)):
+    for number, (key, chunks) in enumerate(zip(keys, columns, strict=True)):
         flat[2 * number :: stride] = [(b"," if number else b"{") + orjson.dumps(key) + b":"] * rows
-        flat[2 * number + 1 :: stride] = encoded_column(values)
+        encoded = [piece for chunk in chunks for piece in encoded_column(chunk)] if len(chunks) > 1 else None
+        flat[2 * number + 1 :: stride] = encoded if encoded is not None else encoded_column(chunks[0])
     flat[stride - 1 :: stride] = tails
     return b"".join(flat)
+
+
+def column_chunk(values: collections.deque[Any]) -> Any:
+    """What a record holds for one column: one Column from log_batch, or single values from log."""
+    return values[0].values if len(values) == 1 and type(values[0]) is Column else values
+
+
+def as_single_values(values: collections.deque[Any]) -> collections.deque[Any]:
+    """A column that mixes log and log_batch calls in one record holds plain values only."""
+    if values and type(values[0]) is Column:  # a Column is always a deque's only element
+        chunk = values.popleft().values
+        values.extend(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
+    return values
 
 
 class BufferedMonitor(MonitorBase[Any]):
@@ -125,14 +159,20 @@ class BufferedMonitor(MonitorBase[Any]):
         if self.columns_schema is None:
             super().log(data, name, role, data_type)
         else:
-            MON_DATAS_VAR.get()[name].append(data)  # type: ignore[index]
+            as_single_values(MON_DATAS_VAR.get()[name]).append(data)  # type: ignore[index]
 
     def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
-        """A column at once: MonitorBase checks the first value, the rest are appended in one go."""
-        values = list(data_batch)
-        if values:
-            self.log(values[0], name, role, data_type)
-            MON_DATAS_VAR.get()[name].extend(values[1:])  # type: ignore[index]
+        """A column at once, queued whole (a Column); MonitorBase checks the first one, value by value."""
+        values = data_batch if isinstance(data_batch, list | np.ndarray) else list(data_batch)
+        if not len(values):
+            return
+        column = MON_DATAS_VAR.get()[name]  # type: ignore[index]
+        if self.columns_schema is None or column:
+            plain = values.tolist() if isinstance(values, np.ndarray) else values
+            self.log(plain[0], name, role, data_type)
+            column.extend(plain[1:])
+        else:
+            column.append(Column(values))
 
     def export_schema(self, columns_schema: dict[str, dict[str, str]]) -> None:
         record = {
@@ -147,9 +187,13 @@ class BufferedMonitor(MonitorBase[Any]):
             self._give_up(error)
 
     def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
+        lengths = {len(column_chunk(values)) for values in datas.values()}
+        if len(lengths) != 1:  # MonitorBase means to refuse this but does not; it would stop the writer
+            logger.error("prediction log: a record's columns differ in length (%s); dropped", sorted(lengths))
+            return
         # The time is formatted by the writer thread, not here.
         self.pending.append((time.time(), trace_context.request_id, trace_context.trace_id, datas))
-        self.queued += len(next(iter(datas.values())))
+        self.queued += lengths.pop()
         if self.queued >= self.flush_records:
             self.wake.set()
 
@@ -179,10 +223,14 @@ class BufferedMonitor(MonitorBase[Any]):
                 if not runs or runs[-1][0] != keys:
                     runs.append((keys, [[] for _ in keys], []))
                 _, columns, tails = runs[-1]
-                for column, values in zip(columns, datas.values(), strict=True):
-                    column.extend(values)
+                for chunks, values in zip(columns, datas.values(), strict=True):
+                    chunk = column_chunk(values)
+                    if chunk is values and chunks and type(chunks[-1]) is list:
+                        chunks[-1].extend(values)  # single flowers, request after request: one list
+                    else:
+                        chunks.append(list(chunk) if chunk is values else chunk)
                 extra = {self.COLUMN_TIME: when, self.COLUMN_RID: str(request_id), self.COLUMN_TID: str(trace_id)}
-                tails.extend([b"," + orjson.dumps(extra)[1:] + b"\n"] * len(datas[keys[0]]))
+                tails.extend([b"," + orjson.dumps(extra)[1:] + b"\n"] * len(column_chunk(datas[keys[0]])))
             self.queued = 0
             chunks = [json_lines(keys, columns, tails) for keys, columns, tails in runs]
             count = sum(len(tails) for _, _, tails in runs)
@@ -262,15 +310,21 @@ class PredictionLog:
             monitor.log(self.model_version, "model_version", "prediction", "categorical")
 
     def record_batch(self, rows: Any, species: Sequence[str], probabilities: Any) -> None:
-        """Many flowers: rows and probabilities are 2-D arrays (flowers x FEATURES / SPECIES)."""
+        """Many flowers: rows and probabilities are 2-D arrays (flowers x FEATURES / SPECIES).
+
+        Each column is queued as an array (one transposed copy each, owned by the log), not as Python
+        floats: for 10,000 flowers that is ~0.3 ms of the request's time instead of ~6 ms.
+        """
         if not self.enabled or not len(species):
             return
+        features = np.ascontiguousarray(np.asarray(rows, dtype=np.float64).T)
+        chances = np.ascontiguousarray(np.asarray(probabilities, dtype=np.float64).T)
         with self.recording() as monitor:
-            for column, name in enumerate(FEATURES):
-                monitor.log_batch(rows[:, column].tolist(), name, "feature", "numerical")
-            monitor.log_batch(species, "species", "prediction", "categorical")
-            for column, name in enumerate(PROBABILITY_COLUMNS):
-                monitor.log_batch(probabilities[:, column].tolist(), name, "prediction", "numerical")
+            for name, column in zip(FEATURES, features, strict=True):
+                monitor.log_batch(column, name, "feature", "numerical")
+            monitor.log_batch(list(species), "species", "prediction", "categorical")
+            for name, column in zip(PROBABILITY_COLUMNS, chances, strict=True):
+                monitor.log_batch(column, name, "prediction", "numerical")
             monitor.log_batch([self.model_version] * len(species), "model_version", "prediction", "categorical")
 
     def flush(self) -> int:

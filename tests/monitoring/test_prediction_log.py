@@ -73,7 +73,13 @@ def test_column_wise_lines_are_the_bytes_of_one_dumps_per_row(keys, data):
         orjson.dumps({**dict(zip(keys, values, strict=True)), **extra}) + b"\n"
         for values, extra in zip(zip(*columns, strict=True), extras, strict=True)
     )
-    assert json_lines(keys, columns, tails) == expected
+    # Each column arrives in chunks, as requests queued it: lists, and float arrays from batches.
+    chunked = []
+    for values in columns:
+        cuts = sorted(data.draw(st.sets(st.integers(min_value=1, max_value=rows - 1))) if rows > 1 else [])
+        pieces = [values[a:b] for a, b in zip([0, *cuts], [*cuts, rows], strict=True)]
+        chunked.append([np.array(piece) if all(type(v) is float for v in piece) else piece for piece in pieces])
+    assert json_lines(keys, chunked, tails) == expected
 
 
 def test_requests_with_different_columns_are_written_in_order(tmp_path):
@@ -87,6 +93,30 @@ def test_requests_with_different_columns_are_written_in_order(tmp_path):
     records = read_records(tmp_path, "unit_runs")
     assert [r.get("species") for r in records] == ["setosa", None, "versicolor", "versicolor", "versicolor"]
     assert records[1]["petal_width"] == 4.0 and "probability_setosa" not in records[1]
+
+
+def test_a_record_mixing_single_and_whole_column_calls_keeps_every_value(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_mixed")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])  # the schema is learnt
+    with log.recording() as monitor:
+        monitor.log_batch(np.array([1.0, 2.0]), "sepal_length", "feature", "numerical")
+        monitor.log(3.0, "sepal_length", "feature", "numerical")  # the queued column becomes plain values
+        monitor.log_batch(["a", "b", "c"], "species", "prediction", "categorical")
+    assert log.flush() == 4
+    records = read_records(tmp_path, "unit_mixed")
+    assert [(r["sepal_length"], r.get("species")) for r in records[1:]] == [(1.0, "a"), (2.0, "b"), (3.0, "c")]
+
+
+def test_a_record_with_columns_of_different_lengths_is_dropped_and_the_log_goes_on(tmp_path, caplog):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_ragged")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])
+    with log.recording() as monitor:
+        monitor.log_batch(np.array([1.0, 2.0]), "sepal_length", "feature", "numerical")
+        monitor.log_batch(["a"], "species", "prediction", "categorical")
+    log.record([6.0, 2.9, 4.5, 1.5], "versicolor", [0.0, 1.0, 0.0])
+    assert log.flush() == 2
+    assert [r["species"] for r in read_records(tmp_path, "unit_ragged")] == ["setosa", "versicolor"]
+    assert "columns differ in length ([1, 2]); dropped" in caplog.text
 
 
 def test_switched_off_writes_nothing(tmp_path):

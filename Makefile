@@ -165,6 +165,11 @@ bench-log: bento ## what the prediction log costs /classify: log on vs off, alte
 	@command -v wrk >/dev/null || { echo "bench-log: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	$(PY) -m bench.prediction_log
 
+bench-compare: install ## this commit vs BASELINE (a git ref), each served from its own source, alternated (needs wrk): a section of docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "bench-compare: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
+	@test -n "$(BASELINE)" || { echo "bench-compare: name the baseline: make bench-compare BASELINE=<commit or tag> [CONTENDERS='HEAD HEAD,IRIS_PREDICTION_LOG=0']"; exit 2; }
+	$(PY) -m bench.compare $(BASELINE) $(or $(CONTENDERS),HEAD)
+
 dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs/img/dashboard.png and drift-report.png (needs prometheus, chromium)
 	$(PY) -m ops.monitoring_shots
 

@@ -76,6 +76,7 @@ class Server:
     log_path: Path | None = None
     process: subprocess.Popen | None = None
     home: str | None = None
+    cwd: Path = ROOT  # where `bentoml serve` runs: a source target is imported from here
 
     @property
     def url(self) -> str:
@@ -100,7 +101,7 @@ class Server:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [BENTOML, "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
-            cwd=ROOT,
+            cwd=self.cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

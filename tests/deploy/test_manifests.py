@@ -61,7 +61,10 @@ def test_probes_and_startup_budget_from_the_measured_cold_start(docs, env):
     startup = app["startupProbe"]
     budget = startup["periodSeconds"] * startup["failureThreshold"]
     cold = measured_cold_start_seconds()
-    assert 3 * cold <= budget <= 10 * cold, f"startup budget {budget} s for a measured cold start of {cold} s"
+    # Room for a node three times slower than the benchmark machine; not so long that a pod stuck
+    # loading hides for more than five minutes. (An upper bound tied to the measured start would fail
+    # each time `make bench` runs on a faster machine.)
+    assert 3 * cold <= budget <= 300, f"startup budget {budget} s for a measured cold start of {cold} s"
     assert app["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
 
 

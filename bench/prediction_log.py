@@ -90,7 +90,8 @@ Non-2xx answers or socket errors (wrk): {on["errors"]} with the log, {off["error
 {row("`/classify_batch` flowers/s (10,000 per request)", "batch", "")}
 
 Records go through `bentoml.monitor` into `BufferedMonitor` (iris_classifier/prediction_log.py): the request
-only queues them; a background thread writes JSON lines every second or every 1,024 records.
+only queues them (a batch's columns as whole arrays); a background thread writes the JSON lines, built column
+by column, every second or every 1,024 records.
 """
 
 

@@ -39,6 +39,7 @@ LOG_DIR_ENV = "IRIS_MONITOR_DIR"
 DEFAULT_LOG_DIR = ROOT / ".monitor"  # gitignored
 SWITCH_ENV = "IRIS_PREDICTION_LOG"
 PROBABILITY_COLUMNS = tuple(f"probability_{species}" for species in SPECIES)
+ROW_KEYS = (*FEATURES, "species", *PROBABILITY_COLUMNS, "model_version")  # a record's columns, in order
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,38 @@ def as_single_values(values: collections.deque[Any]) -> collections.deque[Any]:
     return values
 
 
+class LineRun:
+    """Consecutive records with the same columns, gathered by the writer: value chunks per column (rows
+    are transposed in one go when a column record follows, or at the end) and one tail per row."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.columns: list[list[Any]] = [[] for _ in keys]
+        self.rows: list[tuple[Any, ...]] = []
+        self.tails: list[bytes] = []
+
+    def add_row(self, row: tuple[Any, ...], tail: bytes) -> None:
+        self.rows.append(row)
+        self.tails.append(tail)
+
+    def add_columns(self, datas: dict[str, collections.deque[Any]], tail: bytes) -> None:
+        self._rows_to_columns()
+        for chunks, values in zip(self.columns, datas.values(), strict=True):
+            chunk = column_chunk(values)
+            chunks.append(list(values) if chunk is values else chunk)
+        self.tails.extend([tail] * len(self.columns[0][-1]))
+
+    def lines(self) -> bytes:
+        self._rows_to_columns()
+        return json_lines(self.keys, self.columns, self.tails)
+
+    def _rows_to_columns(self) -> None:
+        if self.rows:
+            for chunks, values in zip(self.columns, zip(*self.rows, strict=True), strict=True):
+                chunks.append(values)
+            self.rows = []
+
+
 class BufferedMonitor(MonitorBase[Any]):
     """BentoML's DefaultMonitor files and record fields, written in batches by a background thread."""
 
@@ -139,8 +172,9 @@ class BufferedMonitor(MonitorBase[Any]):
         self.flush_seconds = flush_seconds
         self.max_bytes = max_bytes
         self.backup_count = backup_count
-        # (timestamp, request id, trace id, columns) per request; deque appends/pops are thread-safe.
-        self.pending: collections.deque[tuple[float, Any, Any, dict[str, collections.deque[Any]]]] = collections.deque(
+        # (timestamp, request id, trace id, column names, a row tuple or the record's columns) per request;
+        # deque appends and pops are thread-safe.
+        self.pending: collections.deque[tuple[float, Any, Any, tuple[str, ...], Any]] = collections.deque(
             maxlen=max_pending
         )
         self.queued = 0  # records queued since the last flush (a hint; the flush reads the deque)
@@ -192,8 +226,16 @@ class BufferedMonitor(MonitorBase[Any]):
             logger.error("prediction log: a record's columns differ in length (%s); dropped", sorted(lengths))
             return
         # The time is formatted by the writer thread, not here.
-        self.pending.append((time.time(), trace_context.request_id, trace_context.trace_id, datas))
+        self.pending.append((time.time(), trace_context.request_id, trace_context.trace_id, tuple(datas), datas))
         self.queued += lengths.pop()
+        if self.queued >= self.flush_records:
+            self.wake.set()
+
+    def queue_row(self, keys: tuple[str, ...], row: tuple[Any, ...]) -> None:
+        """One record as a tuple in `keys` order, for columns the schema already holds: what export_data
+        receives after nine `log` calls, without building their deques (~5 us instead of ~35 us here)."""
+        self.pending.append((time.time(), trace_context.request_id, trace_context.trace_id, keys, row))
+        self.queued += 1
         if self.queued >= self.flush_records:
             self.wake.set()
 
@@ -211,29 +253,25 @@ class BufferedMonitor(MonitorBase[Any]):
     def flush(self) -> int:
         """Write what is queued; returns the number of records written."""
         with self.write_lock:
-            runs: list[tuple[tuple[str, ...], list[list[Any]], list[bytes]]] = []  # requests with the same columns
+            runs: list[LineRun] = []  # consecutive records with the same columns
             seconds: dict[int, str] = {}  # "2026-11-27T23:31:58" once per second: isoformat per record cost half
             while self.pending:
-                stamp, request_id, trace_id, datas = self.pending.popleft()
+                stamp, request_id, trace_id, keys, data = self.pending.popleft()
                 whole = int(stamp)
                 if whole not in seconds:
                     seconds[whole] = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
                 when = f"{seconds[whole]}.{int((stamp - whole) * 1e6):06d}+00:00"
-                keys = tuple(datas)
-                if not runs or runs[-1][0] != keys:
-                    runs.append((keys, [[] for _ in keys], []))
-                _, columns, tails = runs[-1]
-                for chunks, values in zip(columns, datas.values(), strict=True):
-                    chunk = column_chunk(values)
-                    if chunk is values and chunks and type(chunks[-1]) is list:
-                        chunks[-1].extend(values)  # single flowers, request after request: one list
-                    else:
-                        chunks.append(list(chunk) if chunk is values else chunk)
                 extra = {self.COLUMN_TIME: when, self.COLUMN_RID: str(request_id), self.COLUMN_TID: str(trace_id)}
-                tails.extend([b"," + orjson.dumps(extra)[1:] + b"\n"] * len(column_chunk(datas[keys[0]])))
+                tail = b"," + orjson.dumps(extra)[1:] + b"\n"
+                if not runs or runs[-1].keys != keys:
+                    runs.append(LineRun(keys))
+                if type(data) is tuple:
+                    runs[-1].add_row(data, tail)
+                else:
+                    runs[-1].add_columns(data, tail)
             self.queued = 0
-            chunks = [json_lines(keys, columns, tails) for keys, columns, tails in runs]
-            count = sum(len(tails) for _, _, tails in runs)
+            chunks = [run.lines() for run in runs]
+            count = sum(len(run.tails) for run in runs)
             if not count or self.failed:
                 return 0
             try:
@@ -280,6 +318,7 @@ class PredictionLog:
         self.name = name
         self.options = {"log_path": str(self.log_dir), **options}  # BufferedMonitor's keyword arguments
         self._monitor: MonitorBase[Any] | None = None
+        self._rows_known = False  # set once the first record has taught the monitor ROW_KEYS
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[MonitorBase[Any]]:
@@ -292,6 +331,8 @@ class PredictionLog:
             with bentoml.monitor(self.name, monitor_class=BufferedMonitor, monitor_options=self.options) as monitor:
                 yield monitor
             self._monitor = monitor
+            schema = monitor.columns_schema or {}
+            self._rows_known = isinstance(monitor, BufferedMonitor) and tuple(schema) == ROW_KEYS
             return
         self._monitor.start_record()
         yield self._monitor
@@ -300,6 +341,12 @@ class PredictionLog:
     def record(self, measurements: Sequence[float], species: str, probabilities: Sequence[float]) -> None:
         """One flower (measurements in FEATURES order, probabilities in SPECIES order)."""
         if not self.enabled:
+            return
+        if self._rows_known:  # the monitor holds these columns, in this order: queue the row as it is
+            row = (*measurements, species, *probabilities, self.model_version)
+            if len(row) != len(ROW_KEYS):
+                raise ValueError(f"a record has {len(ROW_KEYS)} values ({', '.join(ROW_KEYS)}); got {len(row)}")
+            self._monitor.queue_row(ROW_KEYS, row)  # type: ignore[union-attr]
             return
         with self.recording() as monitor:
             for name, value in zip(FEATURES, measurements, strict=True):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,7 +62,13 @@ JSON_SCALARS = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    keys=st.lists(st.text(min_size=1), min_size=1, max_size=5, unique=True),
+    # MonitorBase renames a column called like one of the tail's fields ("timestamp" -> "timestamp_").
+    keys=st.lists(
+        st.text(min_size=1).filter(lambda key: key not in ("timestamp", "request_id")),
+        min_size=1,
+        max_size=5,
+        unique=True,
+    ),
     data=st.data(),
 )
 def test_column_wise_lines_are_the_bytes_of_one_dumps_per_row(keys, data):
@@ -119,6 +126,30 @@ def test_a_record_with_columns_of_different_lengths_is_dropped_and_the_log_goes_
     assert "columns differ in length ([1, 2]); dropped" in caplog.text
 
 
+def test_single_flowers_and_batches_interleaved_keep_their_order_and_values(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_order")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])  # learns the schema (bentoml.monitor)
+    log.record([5.0, 3.4, 1.5, 0.3], "setosa", [0.97, 0.02, 0.01])  # rows from here on
+    log.record_batch(np.array([[6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]), ["versicolor", "virginica"],
+                     np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9]]))  # fmt: skip
+    log.record([6.3, 3.3, 6.0, 2.5], "virginica", [0.0, 0.05, 0.95])
+    assert log.flush() == 5
+    records = read_records(tmp_path, "unit_order")
+    assert [(r["sepal_length"], r["species"], r["probability_virginica"]) for r in records] == [
+        (5.1, "setosa", 0.01), (5.0, "setosa", 0.01), (6.0, "versicolor", 0.1), (6.9, "virginica", 0.9),
+        (6.3, "virginica", 0.95),
+    ]  # fmt: skip
+    assert all(set(r) == FIELDS and r["model_version"] == "iris_classifier:test" for r in records)
+
+
+def test_a_record_with_a_value_missing_is_refused_naming_the_columns(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_short")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
+    with pytest.raises(ValueError, match=r"a record has 9 values \(sepal_length, .*, model_version\); got 8"):
+        log.record([5.1, 3.5, 1.4], "setosa", [0.98, 0.01, 0.01])
+    assert log.flush() == 1
+
+
 def test_switched_off_writes_nothing(tmp_path):
     log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=False, name="unit_off")
     log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])
@@ -154,6 +185,9 @@ def test_the_service_logs_every_classified_flower_and_no_refused_one(logged_serv
     logged = [[r[name] for name in FEATURES] for r in records]
     sent = [[f[name] for name in FEATURES] for f in flowers]
     assert logged[:60] == sent and logged[60:] == sent
+    ids = [record["request_id"] for record in records]  # taken from the request's context when it was queued
+    assert "None" not in ids and len(set(ids[:60])) == 60  # a request each
+    assert [len(set(ids[start : start + 20])) for start in (60, 80, 100)] == [1, 1, 1] and len(set(ids[60:])) == 3
     model = logged_server_model_version(logged_server.url)
     for record in records:
         assert record["species"] in SPECIES and record["model_version"] == model

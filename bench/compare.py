@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.http_bench import ONE_FLOWER, batch_throughput, lua_script, machine, run_wrk
-from bench.report import REPORT, write_section
+from bench.http_bench import ONE_FLOWER, batch_throughput, bench_parser, lua_script, machine, run_wrk, wrk_missing
+from bench.report import write_section
 from iris_classifier.paths import ROOT
 from iris_classifier.servers import Server
 from iris_classifier.store import ensure_model
@@ -169,22 +169,19 @@ Rounds:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=10, seconds=3)
     parser.add_argument("contenders", nargs="+", help="REF[,NAME=VALUE...]; the first is the baseline")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=REPORT)
     parser.add_argument(
         "--min-ratio",
         type=float,
         default=0.9,
-        help="exit 1 when the last contender's /classify req/s (32 connections) is below this share of the baseline's",
+        help="exit 1 when the last contender's /classify req/s (32 connections) is below this share of the "
+        "baseline's (median of the round ratios)",
     )
     args = parser.parse_args(argv)
     if len(args.contenders) < 2:
         parser.error("give a baseline and at least one contender, e.g. 6b4db25 HEAD")
-    if not shutil.which("wrk"):
-        print("bench-compare: wrk is missing; an admin installs it once: apt-get install -y wrk", file=sys.stderr)
+    if wrk_missing("bench-compare"):
         return 2
     contenders = [Contender.parse(spec) for spec in args.contenders]
     work = Path(tempfile.mkdtemp(prefix="iris-bench-compare-"))

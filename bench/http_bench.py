@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -108,20 +109,30 @@ class KeepAliveClient:
         self.sock.close()
 
 
-def one_connection_latency(url: str, count: int, *, classifies: bool) -> dict[str, float]:
-    """p50 and p99 of `count` sequential requests; a failure is a non-200 or, where the contender classifies, a wrong species."""
-    client = KeepAliveClient(url, ONE_FLOWER.encode())
+def sequential_latency(url: str, body: bytes, count: int, answer_ok: Callable[[bytes], bool]) -> dict[str, float]:
+    """p50 and p99 of `count` sequential requests on one keep-alive connection; a failure is a non-200
+    or an answer `answer_ok` refuses."""
+    client = KeepAliveClient(url, body)
     samples, failures = [], 0
     try:
         for _ in range(count):
             started = time.perf_counter()
-            status, body = client.post()
+            status, answer = client.post()
             samples.append((time.perf_counter() - started) * 1000)
-            failures += status != 200 or (classifies and json.loads(body)["species"] != ONE_SPECIES)
+            failures += status != 200 or not answer_ok(answer)
     finally:
         client.close()
     samples.sort()
     return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)], "non_2xx": failures}
+
+
+def one_connection_latency(url: str, count: int, *, classifies: bool) -> dict[str, float]:
+    """`/classify` with ONE_FLOWER; where the contender classifies, a wrong species is a failure too."""
+
+    def answer_ok(answer: bytes) -> bool:
+        return not classifies or json.loads(answer)["species"] == ONE_SPECIES
+
+    return sequential_latency(url, ONE_FLOWER.encode(), count, answer_ok)
 
 
 def keep_posting(client: KeepAliveClient, seconds: float) -> tuple[int, int, float]:
@@ -183,15 +194,27 @@ def machine() -> dict[str, str]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=int, default=8)
+def bench_parser(description: str | None, rounds: int, seconds: int) -> argparse.ArgumentParser:
+    """The options every HTTP benchmark takes; a benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--seconds", type=int, default=seconds, help="per measure and round")
     parser.add_argument("--latency-requests", type=int, default=2000)
     parser.add_argument("--output", type=Path, default=REPORT)
-    args = parser.parse_args(argv)
-    if not shutil.which("wrk"):
-        print("bench: wrk is missing: apt-get install wrk (Debian package)", file=sys.stderr)
+    return parser
+
+
+def wrk_missing(tool: str) -> bool:
+    """True, having said what to install, when wrk is not on PATH."""
+    if shutil.which("wrk"):
+        return False
+    print(f"{tool}: wrk is missing; an admin installs it once: apt-get install -y wrk", file=sys.stderr)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = bench_parser(__doc__, rounds=2, seconds=8).parse_args(argv)
+    if wrk_missing("bench"):
         return 2
 
     bento = build_bento()

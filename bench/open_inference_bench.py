@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,12 @@ def one_flower_body(species: str) -> str:
 
 def latency(url: str, count: int, species: str) -> dict[str, float]:
     """p50 and p99 of `count` sequential one-flower V2 requests; a failure is a non-200 or a wrong species."""
-    from bench.http_bench import KeepAliveClient
+    from bench.http_bench import sequential_latency
 
-    client = KeepAliveClient(url + PATH, one_flower_body(species).encode())
-    samples, failures = [], 0
-    try:
-        for _ in range(count):
-            started = time.perf_counter()
-            status, body = client.post()
-            samples.append((time.perf_counter() - started) * 1000)
-            failures += status != 200 or json.loads(body)["outputs"][1]["data"] != [species]
-    finally:
-        client.close()
-    samples.sort()
-    return {"p50_ms": samples[len(samples) // 2], "p99_ms": samples[int(len(samples) * 0.99)], "non_2xx": failures}
+    def answer_ok(answer: bytes) -> bool:
+        return json.loads(answer)["outputs"][1]["data"] == [species]
+
+    return sequential_latency(url + PATH, one_flower_body(species).encode(), count, answer_ok)
 
 
 def batch_throughput(url: str, seconds: float, flowers: list[dict[str, float]]) -> dict[str, float]:

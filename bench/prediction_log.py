@@ -18,8 +18,16 @@ import tempfile
 from pathlib import Path
 
 from bench.http_bench import ONE_FLOWER as FLOWER
-from bench.http_bench import batch_throughput, lua_script, machine, one_connection_latency, run_wrk
-from bench.report import REPORT, write_section
+from bench.http_bench import (
+    batch_throughput,
+    bench_parser,
+    lua_script,
+    machine,
+    one_connection_latency,
+    run_wrk,
+    wrk_missing,
+)
+from bench.report import write_section
 from iris_classifier.bento import build as build_bento
 from iris_classifier.prediction_log import data_files
 from iris_classifier.servers import Server
@@ -96,14 +104,8 @@ by column, every second or every 1,024 records.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--latency-requests", type=int, default=2000)
-    parser.add_argument("--output", type=Path, default=REPORT)
-    args = parser.parse_args(argv)
-    if not shutil.which("wrk"):
-        print("bench-log: wrk is missing: apt-get install wrk (Debian package)", file=sys.stderr)
+    args = bench_parser(__doc__, rounds=3, seconds=8).parse_args(argv)
+    if wrk_missing("bench-log"):
         return 2
     results, logged = measure(args.rounds, args.seconds, args.latency_requests)
     section = render(results, logged, args)

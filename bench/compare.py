@@ -28,7 +28,16 @@ from pathlib import Path
 
 import yaml
 
-from bench.http_bench import ONE_FLOWER, batch_throughput, bench_parser, lua_script, machine, run_wrk, wrk_missing
+from bench.http_bench import (
+    ONE_FLOWER,
+    batch_throughput,
+    bench_parser,
+    lua_script,
+    machine,
+    paired_ratios,
+    run_wrk,
+    wrk_missing,
+)
 from bench.report import write_section
 from iris_classifier.paths import ROOT
 from iris_classifier.servers import Server
@@ -125,12 +134,6 @@ def measure(contenders: list[Contender], rounds: int, seconds: int, work: Path) 
     return str(model)
 
 
-def paired_ratios(contender: Contender, base: Contender, key: str) -> list[float]:
-    """The contender's figure over the baseline's, round by round: both measured minutes apart at most,
-    so a drift of the shared machine's speed cancels out (ratios of whole-run medians do not)."""
-    return [mine / theirs for mine, theirs in zip(contender.results[key], base.results[key], strict=True)]
-
-
 def render(contenders: list[Contender], model: str, args: argparse.Namespace) -> str:
     med = statistics.median
     base = contenders[0]
@@ -140,7 +143,7 @@ def render(contenders: list[Contender], model: str, args: argparse.Namespace) ->
     for key, (label, _, digits) in MEASURES.items():
         cells = [f"{med(base.results[key]):,.{digits}f}"]
         for contender in contenders[1:]:
-            ratios = paired_ratios(contender, base, key)
+            ratios = paired_ratios(contender.results[key], base.results[key])
             figure = f"{med(contender.results[key]):,.{digits}f}"
             cells.append(f"{figure}: **{med(ratios):.2f}x** ({min(ratios):.2f}-{max(ratios):.2f})")
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     write_section("commit-compare", section, args.output)
     print(section)
     print(f"bench-compare: wrote the section to {args.output}")
-    ratio = statistics.median(paired_ratios(contenders[-1], contenders[0], "c32"))
+    ratio = statistics.median(paired_ratios(contenders[-1].results["c32"], contenders[0].results["c32"]))
     return 0 if ratio >= args.min_ratio else 1
 
 

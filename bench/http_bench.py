@@ -194,6 +194,12 @@ def machine() -> dict[str, str]:
     }
 
 
+def paired_ratios(values: list[float], baseline: list[float]) -> list[float]:
+    """Round by round, a figure over the baseline's from the same round: both measured within a minute,
+    so a drift of the shared machine's speed cancels out (a ratio of whole-run medians keeps it)."""
+    return [mine / theirs for mine, theirs in zip(values, baseline, strict=True)]
+
+
 def bench_parser(description: str | None, rounds: int, seconds: int) -> argparse.ArgumentParser:
     """The options every HTTP benchmark takes; a benchmark adds its own."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -191,8 +191,8 @@ which: install ## the version and commit a stage holds: make which STAGE=product
 registry-ref: install ## for CI: what REF (a pushed tag) means to the registry: "EVENT VERSION STAGE"
 	@$(PY) -m ops.registry check-ref "$(REF)"
 
-publish-image: install ## tag the released image iris-classifier:vX.Y.Z (pushed when IMAGE_REPOSITORY is set): make publish-image VERSION=x.y.z
-	@$(PY) -m ops.registry publish "$(VERSION)"
+publish-image: install ## tag the released image iris-classifier:vX.Y.Z, pushed to REGISTRY/iris-classifier when set: make publish-image VERSION=x.y.z [REGISTRY=...]
+	@REGISTRY="$(REGISTRY)" $(PY) -m ops.registry publish "$(VERSION)"
 
 # --- Lean image (issue #12): where the image's bytes and start-up seconds go, and the cold-start benchmark.
 .PHONY: image-report bench-start

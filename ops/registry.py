@@ -250,8 +250,21 @@ def check_ref(ref: str, root: Path = ROOT) -> tuple[str, str, str]:
     return "assignment", event.version, stage
 
 
+def push_target(version: str) -> str | None:
+    """Where `make publish-image` pushes a release, if anywhere: `IMAGE_REPOSITORY:<version>` (a whole
+    repository name), else `REGISTRY/iris-classifier:<version>`, named the way `make k8s-render REGISTRY=...`
+    names the image the cluster pulls (ops.k8s.image_reference): one REGISTRY for Publish and Deploy."""
+    if repository := os.environ.get("IMAGE_REPOSITORY"):
+        return f"{repository}:{version}"
+    if registry := os.environ.get("REGISTRY"):
+        from ops.k8s import image_reference
+
+        return image_reference(version, registry)
+    return None
+
+
 def publish(version: str, *, root: Path = ROOT) -> str:
-    """Tag the version's image with its version (and push it to IMAGE_REPOSITORY when that is set)."""
+    """Tag the version's image with its version, and push it to its push_target() when there is one."""
     version = normalized("publish", version)
     versions = registered_versions(root)
     if version not in versions:
@@ -271,16 +284,16 @@ def publish(version: str, *, root: Path = ROOT) -> str:
             "run `make image` at the released commit",
         )  # fmt: skip
     targets = [f"{image}:{version}"]
-    repository = os.environ.get("IMAGE_REPOSITORY")
-    if repository:
-        targets.append(f"{repository}:{version}")
+    pushed = push_target(version)
+    if pushed:
+        targets.append(pushed)
     for target in targets:
         subprocess.run(["docker", "tag", built, target], check=True)
-    if repository:
-        subprocess.run(["docker", "push", targets[-1]], check=True)
+    if pushed:
+        subprocess.run(["docker", "push", pushed], check=True)
     print(
         f"publish: {built} tagged {', '.join(targets)}"
-        + ("" if repository else " (IMAGE_REPOSITORY unset: not pushed)")
+        + (f", pushed {pushed}" if pushed else " (REGISTRY and IMAGE_REPOSITORY unset: not pushed)")
     )
     return targets[-1]
 

@@ -82,7 +82,8 @@ def test_the_registry_decides_what_a_build_does():
         "Deploy": "params.DEPLOY_TO != 'none'",  # Kubernetes, off by default (tests/deploy)
     }
     assert {name: match and match.group(1) for name, match in when.items()} == expected
-    assert 'make publish-image VERSION="$REGISTRY_VERSION"' in bodies["Publish image"]
+    # One REGISTRY for the image a release publishes and the image a deploy renders.
+    assert 'make publish-image VERSION="$REGISTRY_VERSION" REGISTRY="$REGISTRY"' in bodies["Publish image"]
     assert "env.CONTAINER = ref[0] == 'assignment' ? \"iris-classifier-${ref[2]}\"" in bodies["Registry"]
     # ops.jenkins_steps (.ci/run) evaluates these conditions as a branch build: every original stage runs.
     from ops.jenkins_steps import stages

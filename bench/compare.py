@@ -41,16 +41,15 @@ from iris_classifier.paths import ROOT
 from iris_classifier.servers import Server
 from iris_classifier.store import ensure_model
 
-MEASURES = {  # key: (label, unit, digits)
-    "c1": ("`/classify` req/s, 1 connection", "", 0),
-    "c32": ("`/classify` req/s, 32 connections", "", 0),
-    "batch": ("`/classify_batch` flowers/s (10,000 per request)", "", 0),
+MEASURES = {
+    "c1": "`/classify` req/s, 1 connection",
+    "c32": "`/classify` req/s, 32 connections",
+    "batch": "`/classify_batch` flowers/s (10,000 per request)",
 }
 
 
 @dataclass
 class Contender:
-    spec: str  # "REF[,NAME=VALUE...]" as given
     ref: str
     commit: str
     env: dict[str, str]
@@ -75,7 +74,7 @@ class Contender:
         )
         if found.returncode != 0:
             raise SystemExit(f"bench-compare: {ref!r} is not a commit here (git fetch it, or check the name)")
-        return cls(spec=spec, ref=ref, commit=found.stdout.strip(), env=env)
+        return cls(ref=ref, commit=found.stdout.strip(), env=env)
 
     @property
     def label(self) -> str:
@@ -139,11 +138,11 @@ def render(contenders: list[Contender], model: str, args: argparse.Namespace) ->
     head = "| measure | " + " | ".join(c.label for c in contenders) + " |"
     rule = "|---|" + "---|" * len(contenders)
     rows = []
-    for key, (label, _, digits) in MEASURES.items():
-        cells = [f"{med(base.results[key]):,.{digits}f}"]
+    for key, label in MEASURES.items():
+        cells = [f"{med(base.results[key]):,.0f}"]
         for contender in contenders[1:]:
             ratios = paired_ratios(contender.results[key], base.results[key])
-            figure = f"{med(contender.results[key]):,.{digits}f}"
+            figure = f"{med(contender.results[key]):,.0f}"
             cells.append(f"{figure}: **{med(ratios):.2f}x** ({min(ratios):.2f}-{max(ratios):.2f})")
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     spread = "\n".join(

@@ -6,9 +6,9 @@ PYTHON_SYSTEM ?= $(shell command -v python3.11 || command -v python3)
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
-# The stamp names what was installed: the lock and the venv's .pth hook (iris_classifier/environment.py).
+# The stamp names what was installed: the lock and the venv's .pth hook (iris_classifier/project/environment.py).
 # By content, not mtime, so a copy of the project run with this venv (VENV=...) never reinstalls it.
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock iris_classifier/environment.py | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock iris_classifier/project/environment.py | sha1sum | cut -c1-12)
 
 PORT ?= 3000
 HOST ?= 127.0.0.1
@@ -37,30 +37,30 @@ $(STAMP):
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(VENV)/bin/uv pip sync --quiet --python $(PY) requirements.lock
 	@# read by every Python start in the venv: the package importable without a build step, and the
-	@# project's defaults (BentoML store in .bentoml/, telemetry off); see iris_classifier/environment.py
-	@$(PY) -m iris_classifier.environment > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
+	@# project's defaults (BentoML store in .bentoml/, telemetry off); see iris_classifier/project/environment.py
+	@$(PY) -m iris_classifier.project.environment > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/iris_classifier_project.pth
 	$(VENV)/bin/uv pip check --python $(PY)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 pipeline: install ## reproduce load -> prepare -> train -> evaluate (pulls cached outputs from DVC_REMOTE first)
 	@# Only the default remote `local` may fall back to rebuilding; any other remote failing stops the build here.
-	@$(PY) -m iris_classifier.remote pull $(DVC_REMOTE)
+	@$(PY) -m iris_classifier.data.remote pull $(DVC_REMOTE)
 	dvc repro
-	@$(PY) -m iris_classifier.remote push $(DVC_REMOTE)
-	@$(PY) -m iris_classifier.store
+	@$(PY) -m iris_classifier.data.remote push $(DVC_REMOTE)
+	@$(PY) -m iris_classifier.model.store
 	@dvc metrics show
 
 pull: install ## pull data and model from DVC_REMOTE (local | gdrive) and import the model into the store
-	@$(PY) -m iris_classifier.remote check $(DVC_REMOTE)
+	@$(PY) -m iris_classifier.data.remote check $(DVC_REMOTE)
 	dvc pull -r $(DVC_REMOTE)
-	@$(PY) -m iris_classifier.store
+	@$(PY) -m iris_classifier.model.store
 
 push: install ## push data and model to DVC_REMOTE
-	@$(PY) -m iris_classifier.remote check $(DVC_REMOTE)
+	@$(PY) -m iris_classifier.data.remote check $(DVC_REMOTE)
 	dvc push -r $(DVC_REMOTE)
 
 model-import: install ## import models/iris_classifier.bentomodel (from `dvc pull`) into the BentoML store
-	@$(PY) -m iris_classifier.store
+	@$(PY) -m iris_classifier.model.store
 
 gdrive-folder: install ## set the Google Drive folder of the `gdrive` remote: make gdrive-folder FOLDER_ID=...
 	@test -n "$(FOLDER_ID)" || { echo "gdrive-folder: set FOLDER_ID, e.g. make gdrive-folder FOLDER_ID=1AbC..."; exit 2; }
@@ -74,11 +74,11 @@ run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http
 	@$(MAKE) --no-print-directory serve
 
 bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
-	@$(PY) -m iris_classifier.bento build
+	@$(PY) -m iris_classifier.registry.bento build
 
 serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
 	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/"
-	bentoml serve $$($(PY) -m iris_classifier.bento tag) --host $(HOST) --port $(PORT)
+	bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
 
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
 	@$(PY) -m ops.image build
@@ -123,9 +123,10 @@ test-fast: install ## the fast tier: no pipeline run, no server, no browser (sch
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
 	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; the package's layers and no import cycles (lint-imports, pyproject.toml)
 	ruff check .
 	ruff format --check .
+	lint-imports --no-cache
 
 secrets: install ## scan every tracked file for secrets against .secrets.baseline (detect-secrets)
 	git ls-files -z | xargs -0 detect-secrets-hook --baseline .secrets.baseline
@@ -154,7 +155,7 @@ DRIFT_HTML ?= $(CURDIR)/reports/drift.html
 DRIFT_JSON ?= $(CURDIR)/reports/drift.json
 
 drift: install ## last DRIFT_WINDOW logged flowers vs the training split (Evidently): reports/drift.{html,json}; check exit 0 ok, 1 drift, 2 too few
-	$(PY) -m iris_classifier.drift --log-dir $(DRIFT_LOG_DIR) --window $(DRIFT_WINDOW) --min-flowers $(DRIFT_MIN_FLOWERS) \
+	$(PY) -m iris_classifier.monitoring.drift --log-dir $(DRIFT_LOG_DIR) --window $(DRIFT_WINDOW) --min-flowers $(DRIFT_MIN_FLOWERS) \
 	  --html $(DRIFT_HTML) --json $(DRIFT_JSON)
 
 monitoring-check: ## promtool: check the Prometheus config and rules, run the alert unit tests (needs: apt-get install -y prometheus)

@@ -14,11 +14,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response
 
-from iris_classifier.lazy_gradio import LazyGradioApp
-from iris_classifier.model import Predictor
-from iris_classifier.prediction_log import PredictionLog  # every flower, via bentoml.monitor
-from iris_classifier.registry import served_release
-from iris_classifier.schema import (
+from iris_classifier.domain.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
     MEASUREMENTS_IN,
@@ -29,13 +25,17 @@ from iris_classifier.schema import (
     Prediction,
     well_formed_batch,
 )
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.model.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
+from iris_classifier.registry.versions import served_release
 from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving import open_inference as v2
+from iris_classifier.serving.lazy_ui import LazyGradioApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
+from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.serving.settings import freeze_heap, server_settings
-from iris_classifier.status_metrics import append_status_metrics  # readiness, memory, drift
-from iris_classifier.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
+from iris_classifier.serving.status_metrics import append_status_metrics  # readiness, memory, drift
 
 try:  # refuse to start, saying what to run, when there is no model
     MODEL_CARD = ModelCard.from_store_entry(stored_model(model_tag_to_serve()))
@@ -84,7 +84,7 @@ def build_ui() -> Any:
     return build_demo(api_url=None, card=MODEL_CARD)
 
 
-# The UI is built on its first request (iris_classifier/lazy_gradio.py). A plain ASGI app, so BentoML
+# The UI is built on its first request (iris_classifier/serving/lazy_ui.py). A plain ASGI app, so BentoML
 # leaves its routes out of /docs.json.
 ui = LazyGradioApp(
     build_ui,
@@ -126,7 +126,7 @@ class IrisClassifier:
         )
         freeze_heap()
         self.ready = True
-        ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/lazy_gradio.py)
+        ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)

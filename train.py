@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iris_classifier.data import file_md5, read_table, validate
-from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor, build_pipeline, encode_species, to_onnx_bytes
-from iris_classifier.params import load_params
-from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
-from iris_classifier.scaler_file import SCALER_FILE, scaler_json
-from iris_classifier.schema import FEATURES, TARGET
-from iris_classifier.store import ModelCard, export_model, git_commit, save_model
+from iris_classifier.data.table import file_md5, read_table, validate
+from iris_classifier.domain.schema import FEATURES, TARGET
+from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE, SCALER_FILE
+from iris_classifier.model.pipeline import Predictor, build_pipeline, encode_species, to_onnx_bytes
+from iris_classifier.model.scaler_file import scaler_json
+from iris_classifier.model.store import ModelCard, export_model, git_commit, save_model
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.http_bench import (
+from bench.measure import (
     ONE_FLOWER,
     batch_throughput,
     bench_parser,
@@ -37,9 +37,9 @@ from bench.http_bench import (
     wrk_missing,
 )
 from bench.report import write_section
-from iris_classifier.paths import ROOT
-from iris_classifier.servers import Server
-from iris_classifier.store import ensure_model
+from iris_classifier.harness.servers import Server
+from iris_classifier.model.store import ensure_model
+from iris_classifier.project.paths import ROOT
 
 MEASURES = {
     "c1": "`/classify` req/s, 1 connection",

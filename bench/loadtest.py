@@ -20,12 +20,12 @@ from pathlib import Path
 import aiohttp
 import pandas as pd
 
-from iris_classifier.bento import build as build_bento
-from iris_classifier.model import Predictor
-from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import FEATURES, SPECIES
-from iris_classifier.servers import Server
-from iris_classifier.store import ensure_model
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.harness.servers import Server
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.model.store import ensure_model
+from iris_classifier.project.paths import RAW_CSV
+from iris_classifier.registry.bento import build as build_bento
 
 INVALID = [
     (b'{"sepal_length": -1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}', "application/json"),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_classifier.model import Predictor
-from iris_classifier.schema import FEATURES
-from iris_classifier.store import ensure_model
+from iris_classifier.domain.schema import FEATURES
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.model.store import ensure_model
 
 
 def time_calls(predict, rows: np.ndarray, calls: int) -> list[float]:

@@ -8,11 +8,11 @@ import bentoml
 import joblib
 import numpy as np
 
-from iris_classifier.model import PIPELINE_FILE
-from iris_classifier.schema import FEATURES, SPECIES, Flower, Prediction
+from iris_classifier.domain.schema import FEATURES, SPECIES, Flower, Prediction
+from iris_classifier.model.files import PIPELINE_FILE
+from iris_classifier.model.store import model_tag_to_serve
 from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving.settings import freeze_heap, server_settings
-from iris_classifier.store import model_tag_to_serve
 
 bentoml_compat.install_response_start_timeout()  # as service.py does
 

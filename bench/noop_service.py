@@ -5,7 +5,7 @@ from __future__ import annotations
 import bentoml
 from starlette.responses import Response
 
-from iris_classifier.schema import SPECIES, Flower, Prediction
+from iris_classifier.domain.schema import SPECIES, Flower, Prediction
 from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving.settings import freeze_heap, server_settings
 

@@ -11,7 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MODEL_NAME, SPECIES
+from bench.measure import KeepAliveClient, keep_posting, sequential_latency
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MODEL_NAME, SPECIES
 from iris_classifier.serving.open_inference import INPUT_NAME
 
 PATH = f"/v2/models/{MODEL_NAME}/infer"
@@ -28,7 +29,6 @@ def one_flower_body(species: str) -> str:
 
 def latency(url: str, count: int, species: str) -> dict[str, float]:
     """p50 and p99 of `count` sequential one-flower V2 requests; a failure is a non-200 or a wrong species."""
-    from bench.http_bench import sequential_latency
 
     def answer_ok(answer: bytes) -> bool:
         return json.loads(answer)["outputs"][1]["data"] == [species]
@@ -38,8 +38,6 @@ def latency(url: str, count: int, species: str) -> dict[str, float]:
 
 def batch_throughput(url: str, seconds: float, flowers: list[dict[str, float]]) -> dict[str, float]:
     """Flowers/s over sequential V2 requests of one [N, 4] tensor; the first answer is checked whole."""
-    from bench.http_bench import KeepAliveClient, keep_posting
-
     client = KeepAliveClient(url + PATH, infer_body([[f[name] for name in FEATURES] for f in flowers]).encode())
     try:
         status, body = client.post()

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.http_bench import ONE_FLOWER as FLOWER
-from bench.http_bench import (
+from bench.measure import ONE_FLOWER as FLOWER
+from bench.measure import (
     batch_throughput,
     bench_parser,
     lua_script,
@@ -29,9 +29,9 @@ from bench.http_bench import (
     wrk_missing,
 )
 from bench.report import write_section
-from iris_classifier.bento import build as build_bento
-from iris_classifier.prediction_log import data_files
-from iris_classifier.servers import Server
+from iris_classifier.harness.servers import Server
+from iris_classifier.registry.bento import build as build_bento
+from iris_classifier.serving.prediction_log import data_files
 
 
 def measure(rounds: int, seconds: int, latency_requests: int) -> tuple[dict, int]:
@@ -101,7 +101,7 @@ errors (wrk): {on["errors"]} with the log, {off["errors"]} without.
 {row("`/classify` p99, 1 connection", "p99", "ms", 2)}
 {row("`/classify_batch` flowers/s (10,000 per request)", "batch", "")}
 
-Records go through `bentoml.monitor` into `BufferedMonitor` (iris_classifier/prediction_log.py): the request
+Records go through `bentoml.monitor` into `BufferedMonitor` (iris_classifier/serving/prediction_log.py): the request
 only queues them (a batch's columns as whole arrays); a background thread writes the JSON lines, built column
 by column, every second or every 1,024 records.
 """

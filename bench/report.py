@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 
 REPORT = ROOT / "docs" / "benchmarks.md"
 

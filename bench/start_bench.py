@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench.report import REPORT, write_section
-from iris_classifier.servers import seconds_until_ready
+from iris_classifier.project.processes import seconds_until_ready
 
 CONTAINER = "iris-lean-bench"  # the only container this benchmark starts; removed by name
 BASELINE = "iris-classifier-lean:baseline"

@@ -10,8 +10,8 @@ from typing import Any
 import gradio as gr
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, SPECIES
-from iris_classifier.store import ModelCard, ModelNotFoundError
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, SPECIES
+from iris_classifier.model.store import ModelCard, ModelNotFoundError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_API_URL = "http://127.0.0.1:3000"

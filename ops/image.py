@@ -16,11 +16,11 @@ import sys
 import tempfile
 import time
 
-from iris_classifier.bento import build as build_bento
-from iris_classifier.paths import BENTOML, ROOT
-from iris_classifier.registry import image_labels as registry_image_labels
-from iris_classifier.servers import seconds_until_ready
-from iris_classifier.store import ModelCard, git_commit
+from iris_classifier.model.store import ModelCard, git_commit
+from iris_classifier.project.paths import BENTOML, ROOT
+from iris_classifier.project.processes import seconds_until_ready
+from iris_classifier.registry.bento import build as build_bento
+from iris_classifier.registry.versions import image_labels as registry_image_labels
 
 IMAGE = os.environ.get("IMAGE", "iris-classifier")
 CONTAINER = os.environ.get("CONTAINER", "iris-classifier")

@@ -22,7 +22,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from iris_classifier.servers import seconds_until_ready
+from iris_classifier.project.processes import seconds_until_ready
 
 CONTAINER = "iris-lean-report"  # the only container this script starts; removed by name
 MB = 1_000_000  # docker reports decimal megabytes
@@ -73,7 +73,7 @@ MODEL_LOAD = r"""
 import json, sys, time
 started = time.perf_counter()
 import bentoml
-from iris_classifier.model import Predictor
+from iris_classifier.model.pipeline import Predictor
 imported = time.perf_counter() - started
 model = bentoml.models.list()[0]
 before = set(sys.modules)
@@ -233,12 +233,12 @@ def server_start(tag: str) -> dict:
 
 
 TIMELINE_EVENTS = ("Service loaded", "Starting production", "Initializing gradio", "initialized", "Application startup")
-# iris_classifier.schema: every process that imports the service imports it (BentoML's own import of
+# iris_classifier.domain.schema: every process that imports the service imports it (BentoML's own import of
 # service.py does not show in -X importtime).
 HEAVY = (
     "bentoml",
     "fastapi",
-    "iris_classifier.schema",
+    "iris_classifier.domain.schema",
     "gradio",
     "sklearn",
     "scipy",

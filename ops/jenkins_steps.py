@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 
 JENKINSFILE = ROOT / "Jenkinsfile"
 SH_STEP = re.compile(r"""\bsh[\s(]+(?:script:\s*)?(['"])(?P<command>.*?)(?<!\\)\1""")  # sh '...' or sh(script: '...')

@@ -28,9 +28,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from iris_classifier.paths import ROOT
-from iris_classifier.schema import EXAMPLE_FLOWERS
-from iris_classifier.store import git_commit
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
+from iris_classifier.model.store import git_commit
+from iris_classifier.project.paths import ROOT
 
 ENVIRONMENTS = ("staging", "production")
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"

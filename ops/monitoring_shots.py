@@ -16,11 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from iris_classifier.dashboard import PrometheusProcess, render_html, screenshot
-from iris_classifier.drift import check
-from iris_classifier.paths import ROOT
-from iris_classifier.servers import Server
-from iris_classifier.synthetic_traffic import send_traffic, training_flowers
+from iris_classifier.harness.servers import Server
+from iris_classifier.monitoring.dashboard import PrometheusProcess, render_html, screenshot
+from iris_classifier.monitoring.drift import check
+from iris_classifier.monitoring.synthetic_traffic import send_traffic, training_flowers
+from iris_classifier.project.paths import ROOT
 
 IMAGES = ROOT / "docs" / "img"
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iris_classifier.schema import EXAMPLE_FLOWERS
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
 from ops import k8s
 
 PREFIX = "iris-k8s-rollout-"

@@ -11,7 +11,7 @@ import sys
 
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
 
 
 class SmokeFailure(Exception):

@@ -13,12 +13,12 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from iris_classifier.data import read_table, validate, write_csv_atomic, write_text_atomic
-from iris_classifier.model import Predictor, build_pipeline, encode_species
-from iris_classifier.params import load_params
-from iris_classifier.paths import CONFUSION_CSV, METRICS_JSON, TEST_CSV, TRAIN_CSV
-from iris_classifier.schema import FEATURES, SPECIES, TARGET
-from iris_classifier.store import ModelNotFoundError, ensure_model
+from iris_classifier.data.table import read_table, validate, write_csv_atomic, write_text_atomic
+from iris_classifier.domain.schema import FEATURES, SPECIES, TARGET
+from iris_classifier.model.pipeline import Predictor, build_pipeline, encode_species
+from iris_classifier.model.store import ModelNotFoundError, ensure_model
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import CONFUSION_CSV, METRICS_JSON, TEST_CSV, TRAIN_CSV
 
 
 def evaluate(

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from iris_classifier.data import DataValidationError, read_source, validate, write_csv_atomic
-from iris_classifier.params import load_params
-from iris_classifier.paths import RAW_CSV
+from iris_classifier.data.table import DataValidationError, read_source, validate, write_csv_atomic
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import RAW_CSV
 
 
 def load(*, source: str, output: Path = RAW_CSV) -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from iris_classifier.data import read_table, validate, write_csv_atomic
-from iris_classifier.params import load_params
-from iris_classifier.paths import RAW_CSV, STANDARDIZED_CSV, TEST_CSV, TRAIN_CSV
-from iris_classifier.schema import FEATURES, TARGET
+from iris_classifier.data.table import read_table, validate, write_csv_atomic
+from iris_classifier.domain.schema import FEATURES, TARGET
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import RAW_CSV, STANDARDIZED_CSV, TEST_CSV, TRAIN_CSV
 
 
 def standardize(frame: pd.DataFrame) -> pd.DataFrame:

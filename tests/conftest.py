@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from iris_classifier import environment
+from iris_classifier.project import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
-# The venv's .pth hook (iris_classifier/environment.py) already set the BentoML home and telemetry off;
+# The venv's .pth hook (iris_classifier/project/environment.py) already set the BentoML home and telemetry off;
 # this covers a pytest started by another interpreter with the project on its path.
 environment.apply()
 os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
@@ -45,19 +45,19 @@ def run(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, tim
 def pipeline_ready() -> None:
     """`dvc repro` in the project (a no-op when up to date), then the model imported into the store."""
     run(["dvc", "repro"])
-    run([sys.executable, "-m", "iris_classifier.store"])
+    run([sys.executable, "-m", "iris_classifier.model.store"])
 
 
 @pytest.fixture(scope="session")
 def stored_model(pipeline_ready):
-    from iris_classifier.store import ensure_model
+    from iris_classifier.model.store import ensure_model
 
     return ensure_model()
 
 
 @pytest.fixture(scope="session")
 def model_card(pipeline_ready):
-    from iris_classifier.store import ModelCard
+    from iris_classifier.model.store import ModelCard
 
     return ModelCard.read()
 
@@ -71,7 +71,7 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def server(pipeline_ready, artifacts_dir):
     """`bentoml serve service:IrisClassifier` from the work tree, on a free loopback port."""
-    from iris_classifier.servers import Server
+    from iris_classifier.harness.servers import Server
 
     process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-source.log").start()
     yield process

@@ -10,7 +10,7 @@ Each workaround names what it fixes and the test that fails once upstream change
   `bento_commit`), which breaks if the attribute moves.
 - `serving_bento_labels`: the labels of the Bento being served, from the service's undocumented
   `bento` attribute (set by `bentoml serve <bento>`). Test: tests/registry/test_provenance.py.
-- The prediction log (iris_classifier/prediction_log.py) subclasses BentoML's monitor base class and
+- The prediction log (iris_classifier/serving/prediction_log.py) subclasses BentoML's monitor base class and
   stamps records with BentoML's request and server context, as BentoML's own DefaultMonitor does: a
   custom monitor has no public base class or context accessors in 1.4. Re-exported here
   (`MonitorBase`, `MON_DATAS_VAR`, `server_context`, `trace_context`). Test that fails when they

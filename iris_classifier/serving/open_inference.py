@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MODEL_NAME, SPECIES, Measurement
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MODEL_NAME, SPECIES, Measurement
 
 INPUT_NAME = "measurements_cm"
 PROBABILITIES, SPECIES_OUTPUT = "probabilities", "species"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from bench.compare import Contender, export_source
-from bench.http_bench import paired_ratios
-from iris_classifier.paths import ROOT
+from bench.measure import paired_ratios
+from iris_classifier.project.paths import ROOT
 
 
 def git(*args: str) -> str:

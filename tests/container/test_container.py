@@ -9,8 +9,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS
-from iris_classifier.store import ModelCard, git_commit
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
+from iris_classifier.model.store import ModelCard, git_commit
 from tests.container.conftest import CONTAINER, URL, docker
 
 pytestmark = pytest.mark.container

@@ -8,8 +8,8 @@ import json
 import pytest
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, SPECIES
-from iris_classifier.store import git_commit
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, SPECIES
+from iris_classifier.model.store import git_commit
 from ops.smoke import check as smoke_check
 from tests.container.conftest import CONTAINER, URL, docker
 
@@ -22,8 +22,8 @@ IN_BENTO = ("--env", "BENTOML_HOME=/home/bentoml/bento", "--workdir", "/home/ben
 FALLBACK = """
 import json
 import bentoml
-from iris_classifier.model import Predictor
-from iris_classifier.schema import EXAMPLE_FLOWERS
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
 model = bentoml.models.list()[0]
 fallback = Predictor.from_dir(model.path, prefer="sklearn")
 rows = [list(flower.values()) for flower in EXAMPLE_FLOWERS.values()]

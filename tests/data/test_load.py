@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iris_classifier.data import validate
-from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.data.table import validate
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.project.paths import RAW_CSV
 from stages.load import load
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iris_classifier.params import load_params
-from iris_classifier.paths import RAW_CSV, STANDARDIZED_CSV, TEST_CSV, TRAIN_CSV
-from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import RAW_CSV, STANDARDIZED_CSV, TEST_CSV, TRAIN_CSV
 from stages.prepare import prepare, split
 
 # The CSV keeps 10 significant digits, so the moments are exact to about 1e-9.

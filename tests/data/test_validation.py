@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from iris_classifier.data import DataValidationError, bundled_iris, validate
+from iris_classifier.data.table import DataValidationError, bundled_iris, validate
 from tests.conftest import ROOT
 
 

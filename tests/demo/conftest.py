@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iris_classifier.servers import DemoProcess, Server
+from iris_classifier.harness.servers import DemoProcess, Server
 from ops import browser as browsers
 
 CHROMIUM_ARGS = [

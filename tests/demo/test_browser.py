@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES
 
 VIRGINICA = EXAMPLE_FLOWERS["virginica"]
 

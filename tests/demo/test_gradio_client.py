@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 from tests.pipeline.test_jenkinsfile import JENKINSFILE, stage_bodies
 
 FAKE_KUBECTL = """#!/bin/sh

@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from iris_classifier.paths import ROOT
-from iris_classifier.store import git_commit
+from iris_classifier.model.store import git_commit
+from iris_classifier.project.paths import ROOT
 from ops import k8s
 
 BENCHMARKS = (ROOT / "docs" / "benchmarks.md").read_text()

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iris_classifier.model import ONNX_FILE, Predictor
-from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import FEATURES
+from iris_classifier.domain.schema import FEATURES
+from iris_classifier.model.files import ONNX_FILE
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.project.paths import RAW_CSV
 
 PROBABILITY_TOLERANCE = 0.02
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iris_classifier.model import Predictor, encode_species
-from iris_classifier.params import load_params
-from iris_classifier.paths import METRICS_JSON, TEST_CSV
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.model.pipeline import Predictor, encode_species
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import METRICS_JSON, TEST_CSV
 
 
 @pytest.mark.parametrize("backend", ["onnx", "sklearn"])

@@ -11,10 +11,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from iris_classifier.model import PIPELINE_FILE, Predictor
-from iris_classifier.paths import ROOT
-from iris_classifier.scaler_file import SCALER_FILE
-from iris_classifier.schema import EXAMPLE_FLOWERS, SPECIES
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, SPECIES
+from iris_classifier.model.files import PIPELINE_FILE, SCALER_FILE
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.project.paths import ROOT
 
 FLOWERS = np.array([list(flower.values()) for flower in EXAMPLE_FLOWERS.values()])
 
@@ -29,7 +29,7 @@ def test_scaler_file_holds_the_fitted_scalers_constants_exactly(stored_model):
 def test_fast_path_loads_and_answers_without_importing_scikit_learn(stored_model):
     code = (
         "import json, sys\n"
-        "from iris_classifier.model import Predictor\n"
+        "from iris_classifier.model.pipeline import Predictor\n"
         f"predictor = Predictor.from_dir({str(stored_model.path)!r})\n"
         f"rows = {FLOWERS.tolist()!r}\n"
         "best = [p.index(max(p)) for p in map(predictor.predict_one, rows)]\n"

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from iris_classifier.data import file_md5
-from iris_classifier.model import ONNX_FILE, PIPELINE_FILE, Predictor
-from iris_classifier.params import load_params
-from iris_classifier.paths import TRAIN_CSV
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
-from iris_classifier.store import ModelCard
+from iris_classifier.data.table import file_md5
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.model.store import ModelCard
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import TRAIN_CSV
 from tests.conftest import ROOT
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iris_classifier.servers import Server
+from iris_classifier.harness.servers import Server
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from iris_classifier.dashboard import PROMETHEUS_APT
-from iris_classifier.paths import ROOT
+from iris_classifier.monitoring.dashboard import PROMETHEUS_APT
+from iris_classifier.project.paths import ROOT
 
 MONITORING = ROOT / "monitoring"
 PROMTOOL = shutil.which("promtool")

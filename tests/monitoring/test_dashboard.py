@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from iris_classifier.dashboard import (
+from iris_classifier.monitoring.dashboard import (
     DASHBOARD,
     PROMETHEUS_APT,
     PrometheusProcess,
     grafana_to_promql,
     panel_queries,
 )
-from iris_classifier.synthetic_traffic import send_traffic, training_flowers
+from iris_classifier.monitoring.synthetic_traffic import send_traffic, training_flowers
 
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason=f"prometheus is not installed: {PROMETHEUS_APT}"
@@ -45,7 +45,7 @@ def prometheus(logged_server):
 
 @needs_prometheus
 def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_server, prometheus):
-    from iris_classifier.drift import EXIT_NO_DRIFT, check, read_logged_flowers
+    from iris_classifier.monitoring.drift import EXIT_NO_DRIFT, check, read_logged_flowers
 
     prometheus.wait_for_scrapes(2)
     statuses = send_traffic(logged_server.url, training_flowers(150, seed=21), bad_every=5, batch_size=50)

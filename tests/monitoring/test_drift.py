@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from iris_classifier.drift import EXIT_DRIFT, EXIT_NO_DRIFT, EXIT_TOO_FEW, check, read_logged_flowers
-from iris_classifier.paths import ROOT
-from iris_classifier.prediction_log import MONITOR_NAME, PredictionLog
-from iris_classifier.schema import FEATURES
-from iris_classifier.status_metrics import drift_lines
-from iris_classifier.synthetic_traffic import training_flowers
+from iris_classifier.domain.schema import FEATURES
+from iris_classifier.monitoring.drift import EXIT_DRIFT, EXIT_NO_DRIFT, EXIT_TOO_FEW, check, read_logged_flowers
+from iris_classifier.monitoring.synthetic_traffic import training_flowers
+from iris_classifier.project.paths import ROOT
+from iris_classifier.serving.prediction_log import MONITOR_NAME, PredictionLog
+from iris_classifier.serving.status_metrics import drift_lines
 
 
 def write_log(log_dir, flowers) -> None:
@@ -91,7 +91,7 @@ def test_too_few_flowers_exits_2_saying_how_many(log_dir, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "iris_classifier.drift",
+        "iris_classifier.monitoring.drift",
         "--log-dir",
         str(log_dir),
         "--html",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 
 JENKINSFILE = (ROOT / "Jenkinsfile.drift").read_text()
 
@@ -38,9 +38,9 @@ def test_drift_marks_the_build_unstable_and_the_report_is_archived():
     assert 'make drift DRIFT_LOG_DIR="$MONITOR_DIR" DRIFT_WINDOW="$DRIFT_WINDOW"' in drift
     assert "returnStatus: true" in drift
     # the statuses it reads are the ones the drift check writes
-    from iris_classifier import drift as check_module
+    from iris_classifier.monitoring import drift as check_module
 
-    source = (ROOT / "iris_classifier" / "drift.py").read_text()
+    source = (ROOT / "iris_classifier" / "monitoring" / "drift.py").read_text()
     for status in ("drift", "too_few_flowers"):
         assert f'"status": "{status}"' in drift and f'"{status}"' in source
     assert re.search(r"verdict\.contains\('\"status\": \"drift\"'\)\)\s*\{\s*unstable\(", drift)

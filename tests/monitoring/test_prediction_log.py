@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iris_classifier.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files, json_lines
-from iris_classifier.schema import FEATURES, SPECIES
-from iris_classifier.synthetic_traffic import send_traffic, training_flowers
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.monitoring.synthetic_traffic import send_traffic, training_flowers
+from iris_classifier.serving.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files, json_lines
 
 FIELDS = {*FEATURES, "species", *PROBABILITY_COLUMNS, "model_version", "timestamp", "request_id", "trace_id"}
 

@@ -54,7 +54,7 @@ def test_repro_from_scratch_then_noop_then_push_wipe_pull(project_copy, pipeline
     assert digests(copy, OUTPUTS) == before
 
     # A machine that never trained restores the exact model into its store.
-    imported = run([sys.executable, "-m", "iris_classifier.store"], cwd=copy, env=env)
+    imported = run([sys.executable, "-m", "iris_classifier.model.store"], cwd=copy, env=env)
     tag = __import__("json").loads((copy / "models/model.json").read_text())["tag"]
     assert f"{tag} is in the BentoML store" in imported.stdout
     assert (copy / ".bentoml" / "models" / tag.replace(":", "/") / "model.onnx").is_file()

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from iris_classifier.servers import Server
+from iris_classifier.harness.servers import Server
 from tests.conftest import ROOT, run
 
 PREPARED = ["data/prepared/standardized.csv", "data/prepared/train.csv", "data/prepared/test.csv"]

@@ -120,7 +120,7 @@ def test_make_pull_without_usable_credentials_says_what_to_set(project_copy, cre
 
 
 def test_unset_drive_folder_names_the_make_target():
-    result = run([sys.executable, "-m", "iris_classifier.remote", "check", "gdrive"], check=False)
+    result = run([sys.executable, "-m", "iris_classifier.data.remote", "check", "gdrive"], check=False)
     assert result.returncode == 2
     assert "make gdrive-folder FOLDER_ID=" in result.stderr
 
@@ -156,7 +156,7 @@ def test_an_explicit_remote_that_cannot_serve_stops_the_pipeline_before_training
 
 def test_only_the_default_remote_may_fall_back_and_dvc_says_why(project_copy, capsys):
     """`local` is a cache: when it cannot serve, the pipeline rebuilds; another remote stops it. DVC's reason shows."""
-    from iris_classifier.remote import transfer
+    from iris_classifier.data.remote import transfer
 
     copy, _ = project_copy
     # A remote DVC refuses at once and offline: its scheme's plugin is not installed.

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from iris_classifier.servers import Server
+from iris_classifier.harness.servers import Server
 from tests.conftest import run
 
 

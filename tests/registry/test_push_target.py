@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 from ops.k8s import image_reference
 from ops.registry import push_target
 

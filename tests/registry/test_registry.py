@@ -173,7 +173,7 @@ def test_release_refuses_a_model_the_commit_does_not_record(registry_copy):
 
 @pytest.mark.parametrize("version", ["1.0", "v1", "1.0.0-rc1", "01.0.0", "1.0.0.0", "", "latest"])
 def test_versions_are_plain_semver(version, capsys):
-    from ops.registry import normalized
+    from iris_classifier.registry.versions import normalized
 
     with pytest.raises(SystemExit) as refusal:
         normalized("release", version)
@@ -182,7 +182,7 @@ def test_versions_are_plain_semver(version, capsys):
 
 
 def test_versions_get_gtos_v_prefix():
-    from ops.registry import normalized
+    from iris_classifier.registry.versions import normalized
 
     assert normalized("release", "1.2.3") == normalized("release", "v1.2.3") == "v1.2.3"
 
@@ -203,7 +203,7 @@ def test_versions_get_gtos_v_prefix():
     ],
 )
 def test_model_card_registry_fields_from_bento_labels(labels, expected):
-    from iris_classifier.registry import image_labels, served_release
+    from iris_classifier.registry.versions import image_labels, served_release
 
     assert served_release(labels) == expected
     if labels is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iris_classifier.servers import Server
+from iris_classifier.harness.servers import Server
 from tests.conftest import run
 
 
@@ -12,8 +12,8 @@ from tests.conftest import run
 def bento_tag(pipeline_ready) -> str:
     import sys
 
-    run([sys.executable, "-m", "iris_classifier.bento", "build"])
-    return run([sys.executable, "-m", "iris_classifier.bento", "tag"]).stdout.strip()
+    run([sys.executable, "-m", "iris_classifier.registry.bento", "build"])
+    return run([sys.executable, "-m", "iris_classifier.registry.bento", "tag"]).stdout.strip()
 
 
 @pytest.fixture(scope="session")

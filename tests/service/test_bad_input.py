@@ -8,7 +8,7 @@ import pickle
 import pytest
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, MAX_MEASUREMENT_CM
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, MAX_MEASUREMENT_CM
 
 GOOD = EXAMPLE_FLOWERS["setosa"]
 JSON = {"Content-Type": "application/json"}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from iris_classifier.schema import (
+from iris_classifier.domain.schema import (
     EXAMPLE_FLOWERS,
     FEATURES,
     MAX_BATCH_FLOWERS,

@@ -1,7 +1,7 @@
 """BentoML's and DVC's own commands in the project root, as a user types them: no Makefile, no exported variables.
 
 The user's shell is modelled as the venv's bin on PATH (`source .venv/bin/activate`) and no BENTOML_HOME:
-the venv's .pth hook (iris_classifier/environment.py) must find the project's store by itself.
+the venv's .pth hook (iris_classifier/project/environment.py) must find the project's store by itself.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import subprocess
 import pytest
 import requests
 
-from iris_classifier.environment import PROJECT_STORE, USER_SETTING
-from iris_classifier.schema import EXAMPLE_FLOWERS
-from iris_classifier.servers import free_port, stop_process_group, wait_for_200
-from iris_classifier.store import ModelCard
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
+from iris_classifier.model.store import ModelCard
+from iris_classifier.project.environment import PROJECT_STORE, USER_SETTING
+from iris_classifier.project.processes import free_port, stop_process_group, wait_for_200
 from tests.conftest import ROOT, VENV_BIN, run
 
 PROJECT_VARIABLES = ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK", "DVC_NO_ANALYTICS", "GRADIO_ANALYTICS_ENABLED")

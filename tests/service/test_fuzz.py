@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from iris_classifier.schema import FEATURES, MAX_MEASUREMENT_CM, Flower
+from iris_classifier.domain.schema import FEATURES, MAX_MEASUREMENT_CM, Flower
 from tests.conftest import run
 
 

@@ -10,10 +10,10 @@ import pytest
 import requests
 import yaml
 
-from iris_classifier.params import load_params
-from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
-from iris_classifier.store import ModelCard
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
+from iris_classifier.model.store import ModelCard
+from iris_classifier.project.params import load_params
+from iris_classifier.project.paths import RAW_CSV
 from tests.conftest import ROOT
 
 

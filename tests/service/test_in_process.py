@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iris_classifier.model import Predictor
-from iris_classifier.paths import RAW_CSV
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.project.paths import RAW_CSV
 
 
 def classify(service, **flower: float) -> dict:

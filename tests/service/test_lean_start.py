@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from iris_classifier.paths import ROOT
-from iris_classifier.schema import EXAMPLE_FLOWERS
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS
+from iris_classifier.project.paths import ROOT
 
 # Imported by the request path only on demand: the UI (Gradio, and pandas under it) and the
 # scikit-learn fallback (SciPy under it).
@@ -30,7 +30,7 @@ def test_importing_the_service_leaves_the_ui_and_scikit_learn_out(pipeline_ready
 @pytest.fixture(scope="module")
 def fresh_server(pipeline_ready, artifacts_dir):
     """A server of its own, so its log shows its whole start."""
-    from iris_classifier.servers import Server
+    from iris_classifier.harness.servers import Server
 
     server = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-lazy-ui.log").start()
     yield server

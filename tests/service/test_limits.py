@@ -12,7 +12,7 @@ import socket
 
 import requests
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, MAX_BATCH_FLOWERS
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, MAX_BATCH_FLOWERS
 from iris_classifier.serving.middleware import MAX_BODY_BYTES
 
 FLOWER = EXAMPLE_FLOWERS["setosa"]

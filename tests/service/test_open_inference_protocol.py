@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from iris_classifier.schema import EXAMPLE_FLOWERS, FEATURES, MAX_MEASUREMENT_CM, SPECIES, Measurement
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_MEASUREMENT_CM, SPECIES, Measurement
 from iris_classifier.serving import open_inference as v2
 
 ROWS = [[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES]

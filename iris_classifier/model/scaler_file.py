@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-SCALER_FILE = "scaler.json"
+from iris_classifier.model.files import PIPELINE_FILE, SCALER_FILE
 
 
 def scaler_json(pipeline: Any) -> bytes:
@@ -25,8 +25,6 @@ def read_scaler(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         constants = json.loads(path.read_text())
         return np.asarray(constants["mean"], dtype=np.float64), np.asarray(constants["scale"], dtype=np.float64)
     import joblib
-
-    from iris_classifier.model import PIPELINE_FILE
 
     scaler = joblib.load(Path(folder) / PIPELINE_FILE).steps[0][1]
     return np.asarray(scaler.mean_, dtype=np.float64), np.asarray(scaler.scale_, dtype=np.float64)

@@ -30,8 +30,8 @@ import bentoml
 import numpy as np
 import orjson
 
-from iris_classifier.paths import ROOT
-from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.project.paths import ROOT
 from iris_classifier.serving.bentoml_compat import MON_DATAS_VAR, MonitorBase, server_context, trace_context
 
 MONITOR_NAME = "iris_predictions"

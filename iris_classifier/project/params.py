@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from iris_classifier.paths import PARAMS_FILE
+from iris_classifier.project.paths import PARAMS_FILE
 
 
 def load_params(section: str | None = None, path: Path = PARAMS_FILE) -> dict[str, Any]:

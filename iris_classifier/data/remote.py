@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iris_classifier.paths import ROOT
+from iris_classifier.project.paths import ROOT
 
 CREDENTIALS_ENV = "GDRIVE_CREDENTIALS_DATA"
 KEY_PATH_OPTION = "gdrive_service_account_json_file_path"
@@ -126,7 +126,7 @@ def transfer(verb: str, name: str, root: Path = ROOT) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("check", "pull", "push"):
-        print("usage: python -m iris_classifier.remote check|pull|push REMOTE", file=sys.stderr)
+        print("usage: python -m iris_classifier.data.remote check|pull|push REMOTE", file=sys.stderr)
         return 2
     if args[0] != "check":
         return transfer(args[0], args[1])

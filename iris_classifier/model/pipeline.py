@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iris_classifier.scaler_file import read_scaler
-from iris_classifier.schema import FEATURES, SPECIES
+from iris_classifier.domain.schema import FEATURES, SPECIES
+from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE
+from iris_classifier.model.scaler_file import read_scaler
 
 if TYPE_CHECKING:  # scikit-learn is imported only where a pipeline is built or loaded: not by the ONNX fast path
     from sklearn.pipeline import Pipeline
 
-PIPELINE_FILE = "pipeline.joblib"
-ONNX_FILE = "model.onnx"
 # From this many rows a call is split into one chunk of rows per core (a 10,000-flower batch: ~17 ms
 # -> ~10 ms on 2 cores); below it, one thread: a flower takes microseconds and a hand-off costs more.
 # Rows, not trees, are split: each row's votes are summed exactly as in a single-threaded call

@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT_STORE = ROOT / ".bentoml"
 
 # Who chose BENTOML_HOME, for the "no model" message.
-PROJECT_DEFAULT = "the project's default (.bentoml/ in the project, set by the venv: iris_classifier/environment.py)"
+PROJECT_DEFAULT = (
+    "the project's default (.bentoml/ in the project, set by the venv: iris_classifier/project/environment.py)"
+)
 USER_SETTING = "the BENTOML_HOME environment variable"
 
 # BentoML, DVC and Gradio report usage to their vendors by default; Hugging Face helpers look things up online.

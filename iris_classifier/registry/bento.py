@@ -6,10 +6,10 @@ import argparse
 import subprocess
 import sys
 
-from iris_classifier.paths import BENTOML, ROOT
-from iris_classifier.registry import release_labels
-from iris_classifier.schema import MODEL_NAME
-from iris_classifier.store import ModelCard, ModelNotFoundError, ensure_model, git_commit
+from iris_classifier.domain.schema import MODEL_NAME
+from iris_classifier.model.store import ModelCard, ModelNotFoundError, ensure_model, git_commit
+from iris_classifier.project.paths import BENTOML, ROOT
+from iris_classifier.registry.versions import release_labels
 
 
 def bento_tag() -> str:

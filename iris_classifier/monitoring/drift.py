@@ -1,6 +1,6 @@
 """Input drift: the last N logged flowers against the training split, with Evidently's DataDriftPreset.
 
-`python -m iris_classifier.drift` (`make drift`) writes reports/drift.html and reports/drift.json, and the
+`python -m iris_classifier.monitoring.drift` (`make drift`) writes reports/drift.html and reports/drift.json, and the
 same verdict to `<log dir>/drift.json`, where the service reads it for its drift gauges. Exit codes:
 0 no drift, 1 drift, 2 too few flowers logged. Evidently is imported here only (never by the service).
 """
@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from iris_classifier.paths import REPORTS_DIR, TRAIN_CSV
-from iris_classifier.prediction_log import data_files, monitor_dir
-from iris_classifier.schema import FEATURES
-from iris_classifier.status_metrics import DRIFT_STATUS_FILE
+from iris_classifier.domain.schema import FEATURES
+from iris_classifier.project.paths import REPORTS_DIR, TRAIN_CSV
+from iris_classifier.serving.prediction_log import data_files, monitor_dir
+from iris_classifier.serving.status_metrics import DRIFT_STATUS_FILE
 
 DEFAULT_WINDOW = 500
 DEFAULT_MIN_FLOWERS = 50

@@ -7,8 +7,8 @@ import random
 import pandas as pd
 import requests
 
-from iris_classifier.paths import TRAIN_CSV
-from iris_classifier.schema import FEATURES
+from iris_classifier.domain.schema import FEATURES
+from iris_classifier.project.paths import TRAIN_CSV
 
 BAD_BODIES = [
     {"sepal_length": "wide", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},

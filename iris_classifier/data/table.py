@@ -11,7 +11,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from iris_classifier.schema import FEATURES, SPECIES, TARGET
+from iris_classifier.domain.schema import FEATURES, SPECIES, TARGET
 
 COLUMNS = [*FEATURES, TARGET]
 

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from iris_classifier import environment
-from iris_classifier.paths import MODEL_EXPORT, MODEL_INFO, ROOT
-from iris_classifier.schema import FEATURES, MODEL_NAME, SPECIES
+from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
+from iris_classifier.project import environment
+from iris_classifier.project.paths import MODEL_EXPORT, MODEL_INFO, ROOT
 
 
 class ModelNotFoundError(RuntimeError):
@@ -73,7 +73,7 @@ class ModelCard:
         return cls.from_dict({**metadata, "tag": str(model.tag), "params": json.loads(metadata["params"])})
 
     def write(self, path: Path = MODEL_INFO) -> None:
-        from iris_classifier.data import write_text_atomic
+        from iris_classifier.data.table import write_text_atomic
 
         write_text_atomic(json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n", path)
 
@@ -175,7 +175,7 @@ def ensure_model(info_path: Path = MODEL_INFO, export_path: Path = MODEL_EXPORT)
 
 
 def main() -> int:
-    """`python -m iris_classifier.store`: make sure the pipeline's model is in the BentoML store."""
+    """`python -m iris_classifier.model.store`: make sure the pipeline's model is in the BentoML store."""
     import sys
 
     try:

@@ -2,7 +2,7 @@
 
 BentoML runs prometheus_client in multiprocess mode, which has no process collector, so memory is read
 here (psutil, already a BentoML dependency). The drift gauges come from the verdict the drift check
-(`python -m iris_classifier.drift`) leaves next to the prediction log it read
+(`python -m iris_classifier.monitoring.drift`) leaves next to the prediction log it read
 (`$IRIS_MONITOR_DIR/drift.json`): the service re-reads it when it changes, so Prometheus sees the
 verdict at the next scrape and the `IrisInputDrift` alert can fire with no extra exporter.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from iris_classifier.prediction_log import monitor_dir
+from iris_classifier.serving.prediction_log import monitor_dir
 
 DRIFT_STATUS_FILE = "drift.json"
 

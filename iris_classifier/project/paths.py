@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS_FILE = ROOT / "params.yaml"
 # The bentoml CLI beside this interpreter (the venv's bin/): found without the venv on PATH.
 BENTOML = str(Path(sys.executable).parent / "bentoml")

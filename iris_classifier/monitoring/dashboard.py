@@ -1,7 +1,7 @@
 """The Grafana dashboard's panel queries, run against a real Prometheus (Grafana itself is not needed).
 
 Used by tests/monitoring (every query accepted; the traffic panels return data) and by
-`python -m iris_classifier.dashboard render` (`make dashboard-shot`), which draws each panel from
+`python -m iris_classifier.monitoring.dashboard render` (`make dashboard-shot`), which draws each panel from
 Prometheus' answers with plotly into one HTML page and screenshots it with headless Chromium.
 """
 
@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,8 +21,8 @@ from typing import Any
 
 import requests
 
-from iris_classifier.paths import ROOT
-from iris_classifier.servers import stop_process_group
+from iris_classifier.project.paths import ROOT
+from iris_classifier.project.processes import free_port, stop_process_group
 
 DASHBOARD = ROOT / "monitoring" / "grafana" / "iris-classifier.json"
 RULES_DIR = ROOT / "monitoring" / "rules"
@@ -59,12 +58,6 @@ def panel_queries(dashboard: Path = DASHBOARD) -> list[PanelQuery]:
         for panel in board["panels"]
         for target in panel.get("targets", [])
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

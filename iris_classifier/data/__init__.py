@@ -1,0 +1,4 @@
+"""The data: reading, validating and writing the measurements table; the DVC remotes.
+
+May import: domain, project.
+"""

@@ -1,0 +1,5 @@
+"""The file names inside a stored model (a BentoML store entry): the pipeline, its ONNX fast path, the scaler."""
+
+PIPELINE_FILE = "pipeline.joblib"  # the scikit-learn Pipeline(StandardScaler, classifier): the reference
+ONNX_FILE = "model.onnx"  # the classifier alone, converted by skl2onnx: the fast path
+SCALER_FILE = "scaler.json"  # the scaler's mean and scale, so the fast path starts without scikit-learn

@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders = {"baseline": args.baseline, "this commit": args.candidate or image_tag()}
     for name, tag in contenders.items():
         if docker("image", "inspect", tag, check=False).returncode != 0:
-            hint = (
-                "make image" if name == "this commit" else "build it from the baseline commit: see README (Performance)"
-            )
+            hint = "make image" if name == "this commit" else "build it from the baseline commit: see docs/image.md"
             raise SystemExit(f"bench-start: no image {tag} ({name}); {hint}")
     sizes = {name: image_mb(tag) for name, tag in contenders.items()}
     seconds = measure(contenders, args.runs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a Jenkins agent's admin does ONCE, as root (README "Jenkins"): nothing else in the pipeline needs root.
+# What a Jenkins agent's admin does ONCE, as root (docs/jenkins.md): nothing else in the pipeline needs root.
 #   ops/agent_setup.sh AGENT_USER
 # - Debian packages: docker.io (engine + client), chromium (browser tests), haproxy (rollout test),
 #   prometheus (promtool, monitoring tests), debootstrap (the offline base-image stand-in, this machine only),

@@ -1,4 +1,4 @@
-"""README pictures of the monitoring loop, from real parts: `make dashboard-shot`.
+"""The pictures of the monitoring loop in docs/monitoring.md, from real parts: `make dashboard-shot`.
 
 Serves the service with its prediction log in a temporary folder, scrapes it with a real Prometheus
 every second, sends traffic in phases (in-distribution flowers, a burst of invalid requests, flowers

@@ -330,7 +330,7 @@ def rollout(
             time.sleep(pre_stop)
             # Batch requests straight to the old container over the last second before SIGTERM, like
             # connections a kube-proxy still routes to a terminating pod: SIGTERM finds them in flight.
-            # (Ten seconds of four such clients got the 768 MiB container OOM-killed: see README, Kubernetes.)
+            # (Ten seconds of four such clients got the 768 MiB container OOM-killed: see docs/kubernetes.md, Memory.)
             direct = InFlight()
             stop_direct = threading.Event()
             direct_threads = [

@@ -1,4 +1,4 @@
-"""The fault table of the README ("When things go wrong"), each row a test with its expected message."""
+"""The fault table of docs/troubleshooting.md ("When things go wrong"), each row a test with its expected message."""
 
 from __future__ import annotations
 

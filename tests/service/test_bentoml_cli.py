@@ -59,7 +59,7 @@ def serve_as_user(env: dict[str, str], log_path) -> tuple[subprocess.Popen, int]
     port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        ["bentoml", "serve", "--port", str(port)],  # no target: bentofile.yaml's service, as the README says
+        ["bentoml", "serve", "--port", str(port)],  # no target: bentofile.yaml's service, as docs/serving.md says
         cwd=ROOT,
         env=env,
         stdout=log,

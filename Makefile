@@ -24,7 +24,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets
+        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -138,6 +138,9 @@ lint-jenkinsfile: ## parse and lint Jenkinsfile and Jenkinsfile.drift with npm-g
 	cd ops/groovy-lint && { status=0; for file in ../../Jenkinsfile ../../Jenkinsfile.drift; do \
 	  npx --no-install npm-groovy-lint --failon error --output txt $$file || status=1; done; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
+
+docs: install ## build the docs site strictly (mkdocs, Material) into build/site
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir build/site
 
 format: install ## apply ruff format and safe fixes
 	ruff check --fix .

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import time
 
 import pytest
+import requests
 
+from iris_classifier.domain.schema import SPECIES
 from iris_classifier.monitoring.dashboard import (
     DASHBOARD,
     PROMETHEUS_APT,
@@ -34,6 +37,48 @@ def test_the_dashboard_is_importable_with_a_prometheus_datasource_variable():
     titles = " ".join(panel["title"] for panel in board["panels"]).lower()
     for topic in ("requests per second", "latency", "4xx", "5xx", "species", "model call", "memory", "drift"):
         assert topic in titles
+    for topic in ("live accuracy", "confusion", "labels per hour"):  # ground truth from POST /feedback
+        assert topic in titles
+
+
+def test_the_accuracy_panel_shows_the_alerts_gate():
+    from iris_classifier.project.params import load_params
+
+    board = json.loads(DASHBOARD.read_text())
+    (accuracy,) = [panel for panel in board["panels"] if panel["title"].lower().startswith("live accuracy")]
+    assert accuracy["targets"][0]["expr"].startswith("iris:feedback_accuracy:ratio_rate1h")  # the alert's series
+    steps = accuracy["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "green", "value": load_params("evaluate")["min_accuracy"]}
+    (confusion,) = [panel for panel in board["panels"] if panel["title"].lower().startswith("confusion")]
+    (matrix,) = confusion["transformations"]
+    assert matrix["id"] == "groupingToMatrix"
+    assert (matrix["options"]["rowField"], matrix["options"]["columnField"]) == ("predicted", "actual")
+
+
+FEEDBACK_COMBINATIONS = 9 + 3  # predicted x actual judged (true on the diagonal, false off it), + unknown x actual
+
+
+def label_flowers(url: str, flowers: list[dict[str, float]], wrong_every: int) -> collections.Counter:
+    """Classify each flower, then send its label to /feedback: the species the service answered, except
+    every `wrong_every`-th, labelled as another species. Returns the labels sent by (predicted, actual)."""
+    sent: collections.Counter = collections.Counter()
+    for number, flower in enumerate(flowers):
+        answer = requests.post(f"{url}/classify", json=flower, timeout=10)
+        assert answer.status_code == 200, answer.text
+        request_id, predicted = answer.json()["request_id"], answer.json()["species"]
+        assert answer.headers["X-Request-ID"] == request_id
+        actual = SPECIES[(SPECIES.index(predicted) + 1) % 3] if number % wrong_every == 0 else predicted
+        label = requests.post(f"{url}/feedback", json={"request_id": request_id, "species": actual}, timeout=10)
+        assert label.status_code == 200, label.text
+        assert label.json()["recorded"] is True and label.json()["correct"] is (actual == predicted), label.json()
+        sent[(predicted, actual)] += 1
+    # the same label again is recorded once; another species for that flower is a conflict (409)
+    again = requests.post(f"{url}/feedback", json={"request_id": request_id, "species": actual}, timeout=10)
+    assert again.status_code == 200 and again.json()["recorded"] is False, again.text
+    other = SPECIES[(SPECIES.index(actual) + 1) % 3]
+    conflict = requests.post(f"{url}/feedback", json={"request_id": request_id, "species": other}, timeout=10)
+    assert conflict.status_code == 409, conflict.text
+    return sent
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +108,13 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
         json_path=logged_server.log_dir / "report.json",
     )
     assert code == EXIT_NO_DRIFT, verdict
+    # Every label combination is on /metrics at 0 before the first label: increase() counts a series' rise,
+    # so a counter that appeared at 1 would lose the first label of each combination from every panel.
+    metrics = requests.get(f"{logged_server.url}/metrics", timeout=10).text
+    zeroes = [line for line in metrics.splitlines() if line.startswith("iris_feedback_labels_total{")]
+    assert len(zeroes) == FEEDBACK_COMBINATIONS and all(line.endswith(" 0.0") for line in zeroes), zeroes
+    prometheus.wait_for_scrapes(2)  # the zeroes are stored before the labels
+    sent = label_flowers(logged_server.url, training_flowers(40, seed=23), wrong_every=5)  # 32 right, 8 wrong
     send_traffic(logged_server.url, training_flowers(60, seed=22), bad_every=3)  # fresh traffic in the rate window
     prometheus.wait_for_scrapes(3)
 
@@ -98,6 +150,27 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
     assert set(answers[("Up and ready", "ready {{instance}}")].values()) == {1.0}
     assert set(answers[("Drift score (share of features drifted)", "drift score")].values()) == {0.0}
     assert len(answers[("Drift test per feature", "{{feature}}")]) == 4
+
+    # ground truth: accuracy is right over judged, the confusion holds what was sent, one conflict refused
+    (accuracy,) = answers[("Live accuracy of labelled flowers (last hour)", "accuracy (all replicas)")].values()
+    assert accuracy == pytest.approx(32 / 40)
+    (judged,) = answers[("Live accuracy of labelled flowers (last hour)", "judged labels in the hour")].values()
+    assert judged == pytest.approx(40, rel=0.1)  # increase() extrapolates to the window's edges
+    per_hour = values("Labels per hour, right / wrong / unknown", "{{correct}}")
+    per_hour = {json.loads(key)["correct"]: value for key, value in per_hour.items()}
+    assert per_hour["true"] == pytest.approx(32, rel=0.1) and per_hour["false"] == pytest.approx(8, rel=0.1)
+    assert per_hour.get("unknown", 0) == 0  # one replica: it answered every request it got a label for
+    confusion = {
+        (json.loads(key)["predicted"], json.loads(key)["actual"]): value
+        for key, value in answers[("Confusion: labelled flowers, predicted x actual (dashboard range)",
+                                   "{{predicted}} -> {{actual}}")].items()
+    }  # fmt: skip
+    assert {cell for cell, count in confusion.items() if count > 0} == set(sent)
+    for cell, count in sent.items():
+        assert confusion[cell] == pytest.approx(count, rel=0.1), (cell, confusion)
+    refused = values("Feedback refused per hour, by reason", "{{reason}}")
+    refused = {json.loads(key)["reason"]: value for key, value in refused.items()}
+    assert refused["conflict"] == pytest.approx(1, rel=0.1), refused
 
     # and no alert fires on this healthy, in-distribution service (the rules are loaded by this Prometheus)
     rules = prometheus.query('ALERTS{alertstate="firing"}')

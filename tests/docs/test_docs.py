@@ -77,12 +77,6 @@ def test_every_make_target_the_readme_names_exists():
     assert not unknown, f"README.md names make targets the Makefile does not have: {sorted(unknown)}"
 
 
-def test_the_readme_links_every_docs_page():
-    linked = {Path(link).name for link in relative_links(README.read_text()) if link.startswith("docs/")}
-    pages = {page.name for page in (ROOT / "docs").glob("*.md")}
-    assert not pages - linked, f"docs pages the README does not point to: {sorted(pages - linked)}"
-
-
 def test_docs_pages_and_pictures_named_in_tracked_files_exist():
     try:
         tracked = subprocess.run(

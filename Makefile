@@ -132,10 +132,10 @@ secrets: install ## scan every tracked file for secrets against .secrets.baselin
 	git ls-files -z | xargs -0 detect-secrets-hook --baseline .secrets.baseline
 	@echo "secrets: no new secrets in tracked files"
 
-lint-jenkinsfile: ## parse and lint Jenkinsfile and Jenkinsfile.drift with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
+lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfile.retrain with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
 	cd ops/groovy-lint && npm ci --no-audit --no-fund --silent
 	@# the linter leaves a CodeNarc server running: stop it whatever the verdict
-	cd ops/groovy-lint && { status=0; for file in ../../Jenkinsfile ../../Jenkinsfile.drift; do \
+	cd ops/groovy-lint && { status=0; for file in ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain; do \
 	  npx --no-install npm-groovy-lint --failon error --output txt $$file || status=1; done; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
 
@@ -176,6 +176,16 @@ bench-compare: install ## this commit vs BASELINE (a git ref), each served from 
 
 dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs/img/dashboard.png and drift-report.png (needs prometheus, chromium)
 	$(PY) -m ops.monitoring_shots
+
+# --- The feedback loop: labels from /feedback -> live accuracy -> retrain -> staging only if better ---
+.PHONY: retrain feedback-report
+FEEDBACK_JSON ?= $(CURDIR)/reports/feedback-live.json
+
+retrain: install ## labels + prediction log (IRIS_MONITOR_DIR) -> new data version -> challenger vs production -> staging if better: reports/retrain.{json,html}
+	$(PY) -m iris_classifier.retraining.job
+
+feedback-report: install ## live accuracy and confusion matrix from the labels sent to /feedback (IRIS_MONITOR_DIR): reports/feedback-live.json
+	$(PY) -m iris_classifier.monitoring.feedback --json $(FEEDBACK_JSON)
 
 # --- Model registry (GTO tags on the dvc.yaml artifact iris-classifier; stages declared in .gto) ---
 .PHONY: release promote registry which registry-ref publish-image

@@ -1,116 +1,15 @@
-"""Stage `train`: fit the scaler + classifier pipeline on the training split (in cm) and store it in BentoML."""
+"""Stage `train`: fit the scaler + classifier pipeline on the training split (in cm), plus any labelled
+feedback (data/feedback/train.csv, from the `feedback` stage), and store it in BentoML."""
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from iris_classifier.data.table import file_md5, read_table, validate
-from iris_classifier.domain.schema import FEATURES, TARGET
-from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE, SCALER_FILE
-from iris_classifier.model.pipeline import Predictor, build_pipeline, encode_species, to_onnx_bytes
-from iris_classifier.model.scaler_file import scaler_json
-from iris_classifier.model.store import ModelCard, export_model, git_commit, save_model
+from iris_classifier.model.store import export_model
+from iris_classifier.model.training import train
 from iris_classifier.project.params import load_params
-from iris_classifier.project.paths import MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
-
-
-def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return frame[list(FEATURES)].to_numpy(dtype=np.float64), encode_species(frame[TARGET])
-
-
-def library_versions() -> dict[str, str]:
-    import bentoml
-    import onnxruntime
-    import skl2onnx
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "bentoml": bentoml.__version__,
-        "skl2onnx": skl2onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-
-
-def fast_path_files(
-    pipeline: Any, pipeline_bytes: bytes, check_rows: np.ndarray
-) -> tuple[dict[str, bytes], str | None]:
-    """ONNX export of the pipeline, kept only if it agrees with sklearn on `check_rows`."""
-    import tempfile
-
-    try:
-        onnx_bytes = to_onnx_bytes(pipeline)
-    except Exception as error:  # skl2onnx raises many types for unsupported estimators
-        return {}, f"{type(error).__name__}: {error}".splitlines()[0][:300]
-    # The scaler's constants beside model.onnx: the service starts the fast path without scikit-learn.
-    fast_path = {ONNX_FILE: onnx_bytes, SCALER_FILE: scaler_json(pipeline)}
-    with tempfile.TemporaryDirectory() as folder:
-        for name, content in {**fast_path, PIPELINE_FILE: pipeline_bytes}.items():
-            Path(folder, name).write_bytes(content)
-        onnx_proba = Predictor.from_dir(Path(folder)).predict_proba(check_rows)
-    reference = pipeline.predict_proba(check_rows)
-    if not (np.array_equal(onnx_proba.argmax(1), reference.argmax(1)) and np.abs(onnx_proba - reference).max() < 0.02):
-        return {}, "ONNX output disagrees with scikit-learn on the training data"
-    return fast_path, None
-
-
-def train(*, params: dict[str, Any], train_csv: Path = TRAIN_CSV, test_csv: Path = TEST_CSV) -> ModelCard:
-    """Fit, convert, and save to the BentoML store; returns the stored model's card."""
-    import io
-
-    import joblib
-
-    train_rows = validate(read_table(train_csv))
-    test_rows = validate(read_table(test_csv))
-    x_train, y_train = features_and_labels(train_rows)
-    x_test, y_test = features_and_labels(test_rows)
-
-    pipeline = build_pipeline(
-        estimator=params["estimator"],
-        n_estimators=params["n_estimators"],
-        max_depth=params["max_depth"],
-        seed=params["seed"],
-    )
-    pipeline.fit(x_train, y_train)
-    held_out_accuracy = float((pipeline.predict(x_test) == y_test).mean())
-
-    buffer = io.BytesIO()
-    joblib.dump(pipeline, buffer)
-    files = {PIPELINE_FILE: buffer.getvalue()}
-    onnx_files, conversion_error = fast_path_files(pipeline, files[PIPELINE_FILE], np.vstack([x_train, x_test]))
-    files.update(onnx_files)
-    if conversion_error:
-        print(f"train: no ONNX fast path ({conversion_error}); the service will use the scikit-learn pipeline")
-
-    train_md5 = file_md5(train_csv)
-    card = save_model(
-        model_files=files,
-        card_without_tag={
-            "feature_ranges_cm": {
-                name: [float(train_rows[name].min()), float(train_rows[name].max())] for name in FEATURES
-            },
-            "feature_medians_cm": {name: float(train_rows[name].median()) for name in FEATURES},
-            "params": params,
-            "held_out_accuracy": held_out_accuracy,
-            "git_commit": git_commit(),
-            "train_data_md5": train_md5,
-            "test_data_md5": file_md5(test_csv),
-            "fast_path": "onnx" if onnx_files else "sklearn",
-            "onnx_conversion_error": conversion_error or "",
-            "library_versions": library_versions(),
-        },
-    )
-    return card
+from iris_classifier.project.paths import FEEDBACK_TRAIN_CSV, MODEL_EXPORT, MODEL_INFO, TEST_CSV, TRAIN_CSV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params("train")
-        card = train(params=params)
+        card = train(params=params, train_csvs=[TRAIN_CSV, FEEDBACK_TRAIN_CSV], test_csv=TEST_CSV)
     except (OSError, ValueError) as error:
         print(f"train: {error}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """The Iris classifier's shared package, in layers that follow the flow (each imports only what sits below it):
 
     harness     real `bentoml serve` / demo processes for tests, benchmarks and ops    (top)
-    monitoring  drift, dashboard queries, synthetic traffic
+    retraining  labelled feedback -> challenger -> judged against production -> staged if better
+    monitoring  drift, live accuracy from labels, dashboard queries, synthetic traffic
     serving     what the service needs at request time: middlewares, V2, the prediction log, the UI
     registry    GTO versions and stages, and the Bento that carries them
     model       the pipeline and its ONNX fast path, the scaler file, the model store and card

@@ -43,10 +43,11 @@ def _rows(mask: pd.Series, limit: int = 5) -> str:
     return ", ".join(rows) + (f" and {more} more" if more > 0 else "")
 
 
-def validate(frame: pd.DataFrame) -> pd.DataFrame:
+def validate(frame: pd.DataFrame, *, every_species: bool = True) -> pd.DataFrame:
     """Return the table with the project's columns in order, or raise DataValidationError.
 
-    Rows are numbered from 0 as in the data (the CSV line is the row number + 2).
+    Rows are numbered from 0 as in the data (the CSV line is the row number + 2). A table of labelled
+    feedback (`every_species=False`) may hold any species, or none.
     """
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -80,7 +81,7 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
             f"known species are {', '.join(SPECIES)}"
         )
     absent = [s for s in SPECIES if s not in set(frame[TARGET])]
-    if absent:
+    if absent and every_species:
         raise DataValidationError(f"column {TARGET}: no rows of species {', '.join(absent)}; all three are needed")
     return frame.reset_index(drop=True)
 

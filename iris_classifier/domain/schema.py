@@ -133,3 +133,58 @@ def well_formed_batch(body: bytes) -> list[dict[str, float]] | None:
     if not (np.isfinite(values).all() and (values > 0).all() and (values <= MAX_MEASUREMENT_CM).all()):
         return None
     return flowers
+
+
+# --- Ground truth: what someone who knows the flower says its species is (POST /feedback) -------------
+# Request ids are the service's own (a /classify answer's `request_id`, its X-Request-ID header).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Largest number of labels one /feedback_batch request may carry.
+MAX_FEEDBACK_LABELS = MAX_BATCH_FLOWERS
+
+
+class Label(BaseModel):
+    """The true species of one classified flower, addressed by the answer's request id (and row, for a batch)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"request_id": "12086514573392315372", "species": "virginica"}}
+    )
+
+    request_id: str = Field(
+        pattern=REQUEST_ID_PATTERN,
+        description="the `request_id` of the /classify answer (or the X-Request-ID header of a /classify_batch answer)",
+    )
+    species: Literal[SPECIES] = Field(description="the flower's true species")
+    index: int = Field(
+        default=0,
+        ge=0,
+        lt=MAX_BATCH_FLOWERS,
+        strict=True,
+        description="the flower's position in a /classify_batch request (0 for /classify)",
+    )
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.request_id, self.index)
+
+
+class LabelBatch(BaseModel):
+    """Many labels at once (POST /feedback_batch): recorded all together, or none of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[Label] = Field(
+        min_length=1, max_length=MAX_FEEDBACK_LABELS, description=f"1 to {MAX_FEEDBACK_LABELS} labels"
+    )
+
+
+class LabelAnswer(BaseModel):
+    """What /feedback answers for one label."""
+
+    request_id: str
+    index: int
+    species: Literal[SPECIES] = Field(description="the true species, as recorded")
+    recorded: bool = Field(description="false when this same label had been recorded before (idempotent)")
+    predicted: Literal[SPECIES] | None = Field(
+        description="what the service answered, when this replica still remembers the request; else null"
+    )
+    correct: bool | None = Field(description="whether the prediction was right; null when `predicted` is unknown")

@@ -38,6 +38,7 @@ class ModelCard:
     fast_path: str
     library_versions: dict[str, str]
     onnx_conversion_error: str = ""
+    feedback_rows: int = 0  # labelled production flowers among the training rows (make retrain)
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     species: list[str] = field(default_factory=lambda: list(SPECIES))
 

@@ -16,6 +16,10 @@ PREPARED_DIR = DATA_DIR / "prepared"
 STANDARDIZED_CSV = PREPARED_DIR / "standardized.csv"
 TRAIN_CSV = PREPARED_DIR / "train.csv"
 TEST_CSV = PREPARED_DIR / "test.csv"
+# Labelled feedback (the `feedback` stage): flowers production saw, with the species someone confirmed.
+FEEDBACK_DIR = DATA_DIR / "feedback"
+FEEDBACK_TRAIN_CSV = FEEDBACK_DIR / "train.csv"  # joins the training split for the next model
+FEEDBACK_HOLDOUT_CSV = FEEDBACK_DIR / "holdout.csv"  # the recent labels a challenger is judged on
 
 MODELS_DIR = ROOT / "models"
 MODEL_EXPORT = MODELS_DIR / "iris_classifier.bentomodel"
@@ -24,3 +28,6 @@ MODEL_INFO = MODELS_DIR / "model.json"
 REPORTS_DIR = ROOT / "reports"
 METRICS_JSON = REPORTS_DIR / "metrics.json"
 CONFUSION_CSV = REPORTS_DIR / "confusion.csv"
+FEEDBACK_JSON = REPORTS_DIR / "feedback.json"  # the feedback stage's counts (labels used, unmatched, conflicts)
+RETRAIN_JSON = REPORTS_DIR / "retrain.json"  # make retrain's decision (gitignored: Jenkins archives it)
+RETRAIN_HTML = REPORTS_DIR / "retrain.html"

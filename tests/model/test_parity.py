@@ -57,10 +57,11 @@ def test_one_flower_path_is_bit_identical_to_the_row_path(stored_model):
 def unconvertible_model(pipeline_ready):
     import bentoml
 
-    from train import train
+    from iris_classifier.model.training import train
+    from iris_classifier.project.paths import TEST_CSV, TRAIN_CSV
 
     params = {"estimator": "hist_gradient_boosting", "n_estimators": 20, "max_depth": 3, "seed": 0}
-    card = train(params=params)
+    card = train(params=params, train_csvs=[TRAIN_CSV], test_csv=TEST_CSV)
     yield bentoml.models.get(card.tag), card
     bentoml.models.delete(card.tag)
 

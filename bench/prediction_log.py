@@ -29,9 +29,9 @@ from bench.measure import (
     wrk_missing,
 )
 from bench.report import write_section
+from iris_classifier.data.production_log import data_files
 from iris_classifier.harness.servers import Server
 from iris_classifier.registry.bento import build as build_bento
-from iris_classifier.serving.prediction_log import data_files
 
 
 def measure(rounds: int, seconds: int, latency_requests: int) -> tuple[dict, int]:

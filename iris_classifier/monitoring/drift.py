@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from iris_classifier.data.production_log import data_files, monitor_dir
 from iris_classifier.domain.schema import FEATURES
 from iris_classifier.project.paths import REPORTS_DIR, TRAIN_CSV
-from iris_classifier.serving.prediction_log import data_files, monitor_dir
 from iris_classifier.serving.status_metrics import DRIFT_STATUS_FILE
 
 DEFAULT_WINDOW = 500

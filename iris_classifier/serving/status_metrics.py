@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from iris_classifier.serving.prediction_log import monitor_dir
+from iris_classifier.data.production_log import monitor_dir
 
 DRIFT_STATUS_FILE = "drift.json"
 

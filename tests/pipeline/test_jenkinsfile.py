@@ -90,3 +90,11 @@ def test_the_registry_decides_what_a_build_does():
 
     skipped = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
     assert skipped == {"Publish image", "Deploy"}
+
+
+def test_every_jenkinsfile_is_linted():
+    """make lint-jenkinsfile parses each pipeline of the repository (Jenkinsfile, .drift, .retrain)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nlint-jenkinsfile:", 1)[1].split("\n\n", 1)[0]
+    linted = set(re.findall(r"\.\./\.\./(Jenkinsfile[\w.]*)", recipe))
+    assert linted == {path.name for path in ROOT.glob("Jenkinsfile*")}

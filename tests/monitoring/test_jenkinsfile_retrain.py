@@ -1,0 +1,278 @@
+"""Jenkinsfile.retrain: scheduled and alert-triggered, one existing make target per stage, and the data, the
+commit and the tags pushed only when `make retrain` promoted.
+
+The last tests run the Jenkinsfile itself with Groovy (the interpreter npm-groovy-lint ships for
+`make lint-jenkinsfile`), Jenkins' steps stubbed: `make retrain` exits as each scenario says, and the
+test reads which `sh` steps the pipeline ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iris_classifier.project.paths import RETRAIN_HTML, RETRAIN_JSON, ROOT
+from ops.jenkins_steps import stages
+
+JENKINSFILE = (ROOT / "Jenkinsfile.retrain").read_text()
+GROOVY_LINT = ROOT / "ops" / "groovy-lint"
+MAKEFILE_TARGETS = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+MAKE_STEP = re.compile(r"^make (?:-s )?([a-z0-9-]+)")
+
+
+def stage_bodies() -> dict[str, str]:
+    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def alert_names() -> set[str]:
+    return {
+        rule["alert"]
+        for path in (ROOT / "monitoring" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+
+def test_runs_nightly_and_on_a_firing_accuracy_or_drift_alert():
+    assert re.search(r"triggers\s*\{[^}]*cron\('H \d+ \* \* \*'\)", JENKINSFILE)
+    trigger = re.search(r"GenericTrigger\((.*?)\n        \)", JENKINSFILE, re.DOTALL).group(1)
+    # Alertmanager's webhook body: status, and commonLabels.alertname when the group is one alert
+    assert "[key: 'ALERT_STATUS', value: '$.status'" in trigger
+    assert "[key: 'ALERT_NAME', value: '$.commonLabels.alertname'" in trigger
+    assert "regexpFilterText: '$ALERT_STATUS $ALERT_NAME'" in trigger
+    expression = re.search(r"regexpFilterExpression: '([^']+)'", trigger).group(1)
+    started = {name for name in alert_names() if re.fullmatch(expression, f"firing {name}")}
+    assert started == {"IrisLiveAccuracyLow", "IrisInputDrift"}
+    assert not re.fullmatch(expression, "resolved IrisLiveAccuracyLow")
+    # the webhook's token is a Jenkins credential, never a literal in the file
+    assert "tokenCredentialId: '" in trigger and not re.search(r"\btoken:", trigger)
+
+
+def test_parameters_name_the_remote_and_the_monitor_folder():
+    assert "choice(name: 'DVC_REMOTE'" in JENKINSFILE
+    # the parameter is the variable the job reads (Jenkins exports parameters to the environment)
+    assert "string(name: 'IRIS_MONITOR_DIR'" in JENKINSFILE
+    assert 'make retrain IRIS_MONITOR_DIR="$IRIS_MONITOR_DIR"' in stage_bodies()["Retrain"]
+
+
+def test_each_stage_calls_one_make_target_that_exists():
+    parsed = stages(JENKINSFILE)
+    assert [stage.name for stage in parsed] == [
+        "Checkout",
+        "Install requirements",
+        "Pull data and model",
+        "Retrain",
+        "Push data",
+        "Push commit and tags",
+    ]
+    assert "checkout scm" in stage_bodies()["Checkout"] and parsed[0].steps == []
+    for stage in parsed[1:]:
+        assert len(stage.steps) == 1 and not stage.post_steps, stage
+        target = MAKE_STEP.match(stage.steps[0]).group(1)
+        assert target in MAKEFILE_TARGETS, f"stage {stage.name!r} calls missing target {target}"
+        dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"
+    assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")
+    assert "disableConcurrentBuilds()" in JENKINSFILE  # two retrains would race for the next version's tags
+
+
+def test_only_a_promotion_pushes_and_the_data_goes_before_the_commit():
+    conditional = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
+    assert conditional == {"Push data", "Push commit and tags"}
+    bodies = stage_bodies()
+    for name in conditional:
+        assert "when { expression { env.RETRAIN_DECISION == 'promoted' } }" in bodies[name], name
+    names = list(bodies)
+    assert names.index("Push data") < names.index("Push commit and tags")
+    # the decision is set in one place, from the report the job wrote
+    assert JENKINSFILE.count("env.RETRAIN_DECISION = ") == 2
+    assert re.search(
+        r"code == 0 && decision in \['promoted', 'rejected'\]\) \{\s*env\.RETRAIN_DECISION = decision", JENKINSFILE
+    )
+
+
+def test_the_reports_are_archived_from_where_the_job_writes_them():
+    retrain = stage_bodies()["Retrain"]
+    archived = re.search(r"archiveArtifacts artifacts: '([^']+)'", retrain).group(1).split(", ")
+    for path in (RETRAIN_JSON, RETRAIN_HTML):
+        assert path.relative_to(ROOT).as_posix() in archived
+    assert re.search(r"post \{\s*always \{\s*archiveArtifacts", retrain)  # also when it could not decide
+    assert f"REPORT = '{RETRAIN_JSON.relative_to(ROOT).as_posix()}'" in JENKINSFILE
+
+
+def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
+    assert 'sh "' not in JENKINSFILE and 'sh(script: "' not in JENKINSFILE  # Groovy would expand ${...}
+    assert "${GDRIVE" not in JENKINSFILE and "echo $GDRIVE" not in JENKINSFILE
+    bodies = stage_bodies()
+    for name in ("Pull data and model", "Push data"):
+        assert "variable: 'GDRIVE_CREDENTIALS_DATA')]) {" in bodies[name], name
+    assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Push commit and tags"]
+
+
+# -- the pipeline run by Groovy, Jenkins' steps stubbed ---------------------------------------------------
+
+# Declarative syntax as calls: `stage(name) { when {...}; steps {...}; post {...} }` is collected, then run
+# like Jenkins does: skipped when its `when` says so, nothing after a failed stage, `post.always` always.
+HARNESS = r"""
+import groovy.json.JsonOutput
+
+def (jenkinsfile, exitCode, reportPath) = args
+String report = reportPath == '-' ? null : new File(reportPath).text
+def env = [IRIS_MONITOR_DIR: '/srv/iris-classifier/monitor', DVC_REMOTE: 'local', BRANCH: 'main']
+def build = [result: 'SUCCESS', description: null]
+def ran = []
+def skipped = []
+def archived = []
+def failed = false
+def stage = null
+
+def binding = new Binding([any: 'any', scm: 'scm', env: env, params: env, currentBuild: build])
+def ignore = { Object... ignored -> null }
+['agent', 'parameters', 'triggers', 'options', 'environment', 'echo', 'checkout'].each {
+    binding.setVariable(it, ignore)
+}
+['string', 'file', 'gitUsernamePassword'].each { binding.setVariable(it, { Map binding_ -> binding_ }) }
+binding.setVariable('pipeline', { Closure body -> body() })
+binding.setVariable('stages', { Closure body -> body() })
+binding.setVariable('post', { Closure body -> if (stage != null) { stage.post = body } })
+binding.setVariable('when', { Closure body -> stage.when = body })
+binding.setVariable('expression', { Closure body -> stage.go = body() as boolean })
+binding.setVariable('steps', { Closure body -> stage.steps = body })
+binding.setVariable('script', { Closure body -> body() })
+binding.setVariable('withCredentials', { List bindings, Closure body -> body() })
+binding.setVariable('always', { Closure body -> body() })
+binding.setVariable('sh', { arg ->
+    String command = arg instanceof Map ? arg.script : arg
+    ran << command
+    return command.startsWith('make retrain ') ? (exitCode as int) : 0
+})
+binding.setVariable('fileExists', { String path -> assert path == 'reports/retrain.json'; report != null })
+binding.setVariable('readFile', { String path -> assert path == 'reports/retrain.json'; report })
+binding.setVariable('archiveArtifacts', { Map options -> archived << options.artifacts })
+binding.setVariable('unstable', { String message -> build.result = 'UNSTABLE' })
+binding.setVariable('error', { String message -> throw new IllegalStateException(message) })
+binding.setVariable('stage', { String name, Closure body ->
+    stage = [name: name, go: true]
+    body()
+    if (failed) { skipped << name; return }
+    if (stage.when) { stage.when() }
+    if (!stage.go) { skipped << name; return }
+    try {
+        stage.steps()
+    } catch (IllegalStateException error) {
+        failed = true
+        build.result = 'FAILURE'
+    } finally {
+        if (stage.post) { stage.post() }
+        stage = null
+    }
+})
+
+new GroovyShell(binding).evaluate(new File(jenkinsfile))
+println JsonOutput.toJson(
+    [ran: ran, skipped: skipped, archived: archived, result: build.result, description: build.description]
+)
+"""
+
+
+def groovy_classpath() -> str | None:
+    jars = sorted((GROOVY_LINT / "node_modules" / "npm-groovy-lint" / "lib" / "java" / "groovy" / "lib").glob("*.jar"))
+    return ":".join(map(str, jars)) if jars else None
+
+
+@pytest.fixture(scope="module")
+def run_pipeline(tmp_path_factory):
+    """Run Jenkinsfile.retrain with `make retrain` exiting `code` and leaving `report` (None: no file)."""
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed (npm-groovy-lint needs it too): apt-get install -y default-jre-headless")
+    if groovy_classpath() is None:
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed: make lint-jenkinsfile needs it too")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=GROOVY_LINT, check=True, timeout=600)
+    work = tmp_path_factory.mktemp("jenkinsfile-retrain")
+    harness = work / "harness.groovy"
+    harness.write_text(HARNESS)
+
+    def run(code: int, report: str | None) -> dict:
+        report_path = "-"
+        if report is not None:
+            report_path = str(work / f"retrain-{code}-{abs(hash(report))}.json")
+            Path(report_path).write_text(report)
+        command = ["java", "-cp", groovy_classpath(), "groovy.ui.GroovyMain", str(harness)]
+        result = subprocess.run(
+            [*command, str(ROOT / "Jenkinsfile.retrain"), str(code), report_path],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+def report(decision: str) -> str:
+    """As `make retrain` writes reports/retrain.json (json.dumps, indent 2)."""
+    return json.dumps({"decision": decision, "reasons": ["..."], "labels_used": 300}, indent=2) + "\n"
+
+
+FIRST_STEPS = [
+    "make install",
+    'make pull DVC_REMOTE="$DVC_REMOTE"',
+    'make retrain IRIS_MONITOR_DIR="$IRIS_MONITOR_DIR"',
+]
+PUSHES = ['make push DVC_REMOTE="$DVC_REMOTE"', 'make retrain-push BRANCH="$BRANCH"']
+ARCHIVED = ["reports/retrain.json, reports/retrain.html, reports/feedback.json"]
+
+
+@pytest.mark.slow
+def test_a_promotion_pushes_the_data_then_the_commit_and_tags(run_pipeline):
+    outcome = run_pipeline(0, report("promoted"))
+    assert outcome["ran"] == FIRST_STEPS + PUSHES
+    assert (outcome["result"], outcome["description"], outcome["skipped"]) == ("SUCCESS", "promoted", [])
+    assert outcome["archived"] == ARCHIVED
+    # the report's spacing does not matter
+    assert run_pipeline(0, '{"decision" :"promoted",\n"reasons": []}')["ran"] == FIRST_STEPS + PUSHES
+
+
+@pytest.mark.slow
+def test_a_rejection_pushes_nothing_and_the_build_passes(run_pipeline):
+    outcome = run_pipeline(0, report("rejected"))
+    assert outcome["ran"] == FIRST_STEPS
+    assert (outcome["result"], outcome["description"]) == ("SUCCESS", "rejected")
+    assert outcome["skipped"] == ["Push data", "Push commit and tags"]
+    assert outcome["archived"] == ARCHIVED
+
+
+@pytest.mark.slow
+def test_no_decision_is_unstable_and_pushes_nothing(run_pipeline):
+    outcome = run_pipeline(2, report("none"))  # make exits 2 when the job exits 1 (too few labels)
+    assert outcome["ran"] == FIRST_STEPS
+    assert (outcome["result"], outcome["description"]) == ("UNSTABLE", "no decision")
+    assert outcome["archived"] == ARCHIVED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("code", "left"),
+    [
+        (2, None),  # the job failed before writing a report
+        (2, report("promoted")),  # a previous build's report: this one failed
+        (0, None),  # exit 0 without a report is not a decision
+        (0, '{"decision": "maybe"}'),
+    ],
+)
+def test_a_failed_retrain_fails_the_build_and_pushes_nothing(run_pipeline, code, left):
+    outcome = run_pipeline(code, left)
+    assert outcome["ran"] == FIRST_STEPS
+    assert outcome["result"] == "FAILURE"
+    assert outcome["skipped"] == ["Push data", "Push commit and tags"]
+    assert outcome["archived"] == ARCHIVED

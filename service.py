@@ -9,7 +9,6 @@ from typing import Any
 
 import bentoml
 import numpy as np
-import orjson
 from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response
@@ -22,20 +21,21 @@ from iris_classifier.domain.schema import (
     Flower,
     FlowerFields,
     FlowerList,
-    Prediction,
     well_formed_batch,
 )
 from iris_classifier.model.pipeline import Predictor
 from iris_classifier.model.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
 from iris_classifier.registry.versions import served_release
 from iris_classifier.serving import bentoml_compat
-from iris_classifier.serving import open_inference as v2
+from iris_classifier.serving.answers import Answers, Classification, Predictions
 from iris_classifier.serving.lazy_ui import LazyGradioApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.serving.settings import freeze_heap, server_settings
 from iris_classifier.serving.status_metrics import append_status_metrics  # readiness, memory, drift
+from iris_classifier.serving.v2 import routes as v2
+from iris_classifier.serving.v2.errors import EXCEPTION_HANDLERS as V2_ERROR_HANDLERS
 
 try:  # refuse to start, saying what to run, when there is no model
     MODEL_CARD = ModelCard.from_store_entry(stored_model(model_tag_to_serve()))
@@ -56,12 +56,8 @@ model_call_seconds = Histogram(
 )
 
 
-# Plain GET routes beside the typed APIs; mounted at "/", it only answers the paths it defines.
-class JSONBytes(Response):
-    media_type = "application/json"
-
-
-web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+# Routes beside the typed APIs (/model, the V2 protocol); mounted at "/", it only answers the paths it defines.
+web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, exception_handlers=V2_ERROR_HANDLERS)
 ModelVersion = v2.version_in_path(MODEL_CARD.tag.split(":", 1)[1])  # the V2 routes' documented version
 
 
@@ -117,12 +113,14 @@ class IrisClassifier:
             "created_at": self.model.info.creation_time.isoformat(),
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
+        self.answers = Answers(self.version)
         self.prediction_log = PredictionLog(self.version)
         self.v2 = v2.OpenInference(
             version=self.model.tag.version,
             backend=self.predictor.backend,
             predict=self._predict,
             is_ready=self.__is_ready__,
+            request_id=bentoml_compat.request_id,
         )
         freeze_heap()
         self.ready = True
@@ -146,67 +144,50 @@ class IrisClassifier:
             if count:
                 counter.inc(count)
 
-    def _answer(self, species: str, probabilities: list[float], warnings: list[str]) -> dict[str, Any]:
-        """One flower's answer, as /classify and /classify_batch both return it."""
-        return {
-            "species": species,
-            "probabilities": dict(zip(SPECIES, probabilities, strict=True)),
-            "model_version": self.version,
-            "warnings": warnings,
-        }
-
-    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """Probabilities and species for rows of cm, counted and logged (/classify_batch and V2 infer)."""
+    def _predict(self, rows: np.ndarray, request_id: str) -> tuple[np.ndarray, list[str]]:
+        """Probabilities and species for rows of cm, counted and logged under the request's id (/classify_batch
+        and V2 infer)."""
         probabilities = self._timed_model_call(self.predictor.predict_proba, rows)
         best = probabilities.argmax(axis=1)
         self._count_predictions(np.bincount(best, minlength=len(SPECIES)).tolist())
         species_names = self.species_names[best].tolist()
-        self.prediction_log.record_batch(rows, species_names, probabilities)
+        self.prediction_log.record_batch(rows, species_names, probabilities, request_id)
         return probabilities, species_names
 
-    def _results(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        """Answers for rows of cm: one model call, then one cheap pass per row."""
-        probabilities, species_names = self._predict(rows)
+    def _warnings(self, rows: np.ndarray) -> list[list[str]]:
+        """Per row of cm, the measurements outside the training ranges, in FEATURES order."""
         outside = (rows < self.low) | (rows > self.high)
         warnings: list[list[str]] = [[]] * len(rows)  # shared empty list: read-only, serialized once each
         for row in np.flatnonzero(outside.any(axis=1)).tolist():
             warnings[row] = [name for name, out in zip(FEATURES, outside[row].tolist(), strict=True) if out]
-        # The shape of _answer, inlined: a call and a dict(zip()) per row made a 10,000-flower batch ~3x slower.
-        first, second, third = SPECIES
-        version = self.version
-        return [
-            {
-                "species": species,
-                "probabilities": {first: p1, second: p2, third: p3},
-                "model_version": version,
-                "warnings": row_warnings,
-            }
-            for species, (p1, p2, p3), row_warnings in zip(species_names, probabilities.tolist(), warnings, strict=True)
-        ]
+        return warnings
 
-    # The responses are serialized here with orjson; the annotations still document their schema.
-    @bentoml.api(input_spec=Flower, output_spec=Prediction)
-    async def classify(self, **flower: float) -> Prediction:
-        """One flower -> species, probabilities per species, model version, out-of-range warnings."""
+    # The APIs answer with Responses serialized by orjson (self.answers); output_spec documents their schema.
+    @bentoml.api(input_spec=Flower, output_spec=Classification)
+    async def classify(self, **flower: float) -> Response:
+        """One flower -> species, probabilities per species, model version, out-of-range warnings, request id."""
         # ~15 us of work: cheaper on the event loop than a hop to the worker thread pool. Plain floats
-        # rather than _results' numpy: on one row numpy's per-call overhead is most of the cost.
+        # rather than _predict's numpy: on one row numpy's per-call overhead is most of the cost.
+        request_id = bentoml_compat.request_id()
         values = [flower[name] for name in FEATURES]
         probabilities = self._timed_model_call(self.predictor.predict_one, values)
         best = probabilities.index(max(probabilities))  # the first of equals, as numpy's argmax
         self.counted[best].inc()
-        self.prediction_log.record(values, SPECIES[best], probabilities)
+        self.prediction_log.record(values, SPECIES[best], probabilities, request_id)
         outside = [
             name for (name, low, high), value in zip(self.bounds, values, strict=True) if not low <= value <= high
         ]
-        return JSONBytes(orjson.dumps(self._answer(SPECIES[best], probabilities, outside)))  # type: ignore[return-value]
+        return self.answers.classification(SPECIES[best], probabilities, outside, request_id)
 
-    @bentoml.api(input_spec=FlowerBatch)
-    def classify_batch(self, flowers: list[FlowerFields]) -> list[Prediction]:
+    @bentoml.api(input_spec=FlowerBatch, output_spec=Predictions)
+    def classify_batch(self, flowers: list[FlowerFields]) -> Response:
         """Up to MAX_BATCH_FLOWERS flowers -> one prediction each, in the same order."""
+        request_id = bentoml_compat.request_id()
         measurements = itertools.chain.from_iterable(map(MEASUREMENTS_IN, flowers))
         rows = np.fromiter(measurements, dtype=np.float64, count=len(flowers) * len(FEATURES))
         rows = rows.reshape(len(flowers), len(FEATURES))
-        return JSONBytes(orjson.dumps(self._results(rows)))  # type: ignore[return-value]
+        probabilities, species = self._predict(rows, request_id)
+        return self.answers.batch(species, probabilities.tolist(), self._warnings(rows), request_id)
 
     @web_app.get("/model")
     def model_card(self) -> dict[str, Any]:
@@ -215,11 +196,12 @@ class IrisClassifier:
         # its labels at build time (both None when serving the work tree).
         return {
             **self.description,
-            "bento_commit": bentoml_compat.serving_bento_version(),
+            "bento_commit": bentoml.server_context.bento_version,
             **served_release(bentoml_compat.serving_bento_labels(IrisClassifier)),
         }
 
-    # Open Inference Protocol (KServe V2): thin routes over iris_classifier/serving/open_inference.py.
+    # Open Inference Protocol (KServe V2): thin routes over iris_classifier/serving/v2/ (refusals raise
+    # ProtocolError, answered by web_app's handler).
     @web_app.get("/v2", **v2.SERVER_METADATA_ROUTE)
     def v2_server_metadata(self) -> Response:
         return v2.json_response(v2.server_metadata())

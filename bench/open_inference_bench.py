@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measure import KeepAliveClient, keep_posting, sequential_latency
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MODEL_NAME, SPECIES
-from iris_classifier.serving.open_inference import INPUT_NAME
+from iris_classifier.serving.v2.types import INPUT_NAME
 
 PATH = f"/v2/models/{MODEL_NAME}/infer"
 

@@ -1,34 +1,43 @@
 """Every use of a private or undocumented BentoML API, in one place, for the pinned BentoML 1.4.40.
 
-Each workaround names what it fixes and the test that fails once upstream changes, so it can go:
+Nothing else in the project imports `bentoml._internal`, `_bentoml_sdk` or `_bentoml_impl`, or copies
+what their code does. Each use names why it is needed and the test that fails once upstream changes what
+it relies on (tests/service/test_bentoml_compat.py unless named), so the use can be revisited or go:
 - `install_response_start_timeout`: BentoML's TimeoutMiddleware keeps every request's context for the
   whole `traffic.timeout` (a `loop.call_later` never cancelled). Upstream: not reported as of 2026-11
   (searched BentoML's issues for TimeoutMiddleware / call_later). Test that fails when upstream fixes
   it: tests/service/test_timeout.py::test_bentoml_own_timeout_middleware_still_holds_requests.
-- `serving_bento_version`: the Bento's version, read from BentoML's private server context (no
-  public API names the Bento a server runs). Test: tests/service/test_http.py (the `/model` card's
-  `bento_commit`), which breaks if the attribute moves.
 - `serving_bento_labels`: the labels of the Bento being served, from the service's undocumented
   `bento` attribute (set by `bentoml serve <bento>`). Test: tests/registry/test_provenance.py.
-- The prediction log (iris_classifier/serving/prediction_log.py) subclasses BentoML's monitor base class and
-  stamps records with BentoML's request and server context, as BentoML's own DefaultMonitor does: a
-  custom monitor has no public base class or context accessors in 1.4. Re-exported here
-  (`MonitorBase`, `MON_DATAS_VAR`, `server_context`, `trace_context`). Test that fails when they
-  move: tests/monitoring/test_prediction_log.py.
+- `request_id` and `trace_id`: the ids BentoML gives the request being served, from its private trace
+  context (no public accessor in 1.4): the prediction log writes them and the answers carry the request id.
+  Tests: the server hook that sets the id is still there, and over a real server the id equals BentoML's
+  own X-BentoML-Request-ID header and the prediction log's (tests/service/test_request_id.py).
+- `MonitorBase`: the prediction log is a BentoML monitor (made by the public `bentoml.monitor`), and a
+  custom monitor has no public base class in 1.4. It relies on the record protocol: the first record's
+  columns reach `export_schema` once, in the order logged, and every record reaches `export_data`.
+- `gradio_app` and `start_gradio_app`: the web UI is built on its first request (lazy_ui.py), so it
+  cannot use `bentoml.gradio.mount_gradio_app`, which builds the Gradio app when the service is
+  decorated; these do what it and BentoML's Gradio startup hook do, later. Tests compare their steps
+  with upstream's source.
 """
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
 from typing import Any
 
-from bentoml._internal.context import server_context, trace_context
-from bentoml._internal.monitoring.base import MON_DATAS_VAR, MonitorBase
+from bentoml._internal.context import trace_context
+from bentoml._internal.monitoring.base import MonitorBase
 
 from iris_classifier.serving.middleware import ResponseStartTimeout
 
-__all__ = ["MON_DATAS_VAR", "MonitorBase", "server_context", "trace_context"]  # for the prediction log
+__all__ = ["MonitorBase"]  # the prediction log's base class
 
 PINNED_BENTOML = "1.4.40"
+
+# ---- the response-start timeout ----
 
 
 def bentoml_own_timeout_middleware() -> type:
@@ -54,12 +63,51 @@ def installed_timeout_middleware() -> type:
     return traffic.TimeoutMiddleware
 
 
-def serving_bento_version() -> str | None:
-    """The version of the Bento this server runs (None when serving the work tree)."""
-    return server_context.bento_version
+# ---- the Bento being served ----
 
 
 def serving_bento_labels(service: Any) -> dict[str, str] | None:
     """The labels of the Bento this server runs (None when serving the work tree)."""
     bento = getattr(service, "bento", None)
     return dict(bento.info.labels) if bento is not None else None
+
+
+# ---- the request being served ----
+
+
+def request_id() -> str:
+    """The request's id as the prediction log writes it: BentoML's request id (its OpenTelemetry server span's
+    id) in decimal; BentoML's X-BentoML-Request-ID header shows the same number in hex. Outside a request
+    (the service called in-process) a fresh random id of the same form: call it once per request."""
+    number = trace_context.request_id
+    return str(number if number is not None else random.getrandbits(64))
+
+
+def trace_id() -> int:
+    """The request's OpenTelemetry trace id (0 outside a request)."""
+    return trace_context.trace_id
+
+
+# ---- the web UI, built on its first request ----
+
+
+def gradio_app(blocks: Any, path: str) -> Any:
+    """The Gradio app for `blocks` at `path`, made as `bentoml.gradio.mount_gradio_app` makes it (without mounting)."""
+    import gradio as gr
+    from bentoml._internal import server
+
+    favicon_path = str(Path(server.__file__).parent / "static_content" / "favicon-light-32x32.png")
+    blocks.dev_mode = False
+    blocks.show_error = True
+    blocks.max_file_size = None
+    blocks.validate_queue_settings()
+    blocks.root_path = path
+    blocks.favicon_path = favicon_path
+    return gr.routes.App.create_app(blocks, app_kwargs={"root_path": path})
+
+
+def start_gradio_app(app: Any, max_concurrency: int | None) -> None:
+    """Start its queue as BentoML's Gradio startup hook does (in the server's event loop)."""
+    blocks = app.get_blocks()
+    blocks.queue(default_concurrency_limit=max_concurrency)
+    blocks.run_startup_events()

@@ -2,10 +2,11 @@
 
 Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
 at import time delayed every start by seconds for a page most API replicas never serve. This app does
-what `bentoml.gradio.mount_gradio_app` (BentoML 1.4.40) and its startup hook do, on the first request
-to the mount path, or when `build_soon()` starts it in the background once the service is ready,
-whichever comes first: build the Blocks, make the Gradio app, start its queue. The import and the
-build run in a worker thread (the event loop keeps answering the API), once, behind a lock.
+what `bentoml.gradio.mount_gradio_app` and its startup hook do (bentoml_compat.gradio_app and
+start_gradio_app), on the first request to the mount path, or when `build_soon()` starts it in the
+background once the service is ready, whichever comes first: build the Blocks, make the Gradio app,
+start its queue. The import and the build run in a worker thread (the event loop keeps answering the
+API), once, behind a lock.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+from iris_classifier.serving import bentoml_compat
 
 logger = logging.getLogger("bentoml.iris_classifier.ui")  # under "bentoml": in the server's log
 
@@ -39,20 +42,8 @@ class LazyGradioApp:
         self._background: asyncio.Task[None] | None = None
 
     def _make_app(self) -> Any:
-        """Import Gradio and build the app, as mount_gradio_app does (runs in a worker thread)."""
-        from pathlib import Path
-
-        import gradio as gr
-        from bentoml._internal import server
-
-        blocks = self.build_blocks()
-        blocks.dev_mode = False
-        blocks.show_error = True
-        blocks.max_file_size = None
-        blocks.validate_queue_settings()
-        blocks.root_path = self.path
-        blocks.favicon_path = str(Path(server.__file__).parent / "static_content" / "favicon-light-32x32.png")
-        return gr.routes.App.create_app(blocks, app_kwargs={"root_path": self.path})
+        """Import Gradio, build the Blocks and make the app (runs in a worker thread)."""
+        return bentoml_compat.gradio_app(self.build_blocks(), self.path)
 
     async def _built(self) -> Any:
         if self.app is not None:
@@ -63,9 +54,7 @@ class LazyGradioApp:
             if self.app is None:
                 started = time.perf_counter()
                 app = await asyncio.to_thread(self._make_app)
-                blocks = app.get_blocks()
-                blocks.queue(default_concurrency_limit=self.max_concurrency)
-                blocks.run_startup_events()  # starts the queue's tasks: needs the running loop
+                bentoml_compat.start_gradio_app(app, self.max_concurrency)  # its queue's tasks need the running loop
                 if self.after_build is not None:
                     self.after_build()
                 self.app = app

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
+
+# The native APIs whose answers carry the request's id in a header (BentoML documents their bodies only).
+REQUEST_ID_PATHS = ("/classify", "/classify_batch")
+
 
 def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the generated document valid OpenAPI 3.0 and true to what the service answers.
@@ -12,7 +17,7 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
     pydantic writes JSON Schema 2020-12 bounds (`exclusiveMinimum: 0`); OpenAPI 3.0 wants
     `minimum: 0, exclusiveMinimum: true`. Request bodies are required. BentoML documents a 400's
     `detail` as a string, while a validation error carries a list of {loc, msg, type} objects
-    naming each field and rule.
+    naming each field and rule. The native APIs' answers carry the X-Request-ID header.
     """
 
     def walk(node: Any) -> None:
@@ -44,6 +49,10 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
                 {"type": "array", "items": {"type": "object", "additionalProperties": True}},
             ],
         }
+    for path in REQUEST_ID_PATHS:
+        ok = spec.get("paths", {}).get(path, {}).get("post", {}).get("responses", {}).get("200")
+        if ok is not None:
+            ok.setdefault("headers", {})[REQUEST_ID_HEADER] = REQUEST_ID_HEADER_DOC
     return spec
 
 

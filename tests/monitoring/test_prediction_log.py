@@ -1,4 +1,4 @@
-"""The prediction log: in-process through bentoml.monitor, and from a real server under traffic."""
+"""The prediction log: in-process (its first record through bentoml.monitor), and from a real server under traffic."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import json
 import time
 from pathlib import Path
 
+import bentoml
 import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iris_classifier.data.production_log import data_files
 from iris_classifier.domain.schema import FEATURES, SPECIES
 from iris_classifier.monitoring.synthetic_traffic import send_traffic, training_flowers
-from iris_classifier.serving.prediction_log import PROBABILITY_COLUMNS, PredictionLog, data_files, json_lines
+from iris_classifier.serving.prediction_log import PROBABILITY_COLUMNS, ROW_KEYS, PredictionLog, json_lines
 
 FIELDS = {*FEATURES, "species", *PROBABILITY_COLUMNS, "model_version", "timestamp", "request_id", "trace_id"}
 
@@ -38,14 +40,15 @@ def test_records_one_line_per_flower_in_bentoml_layout(tmp_path):
     log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_layout")
     log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
     rows = np.array([[6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]])
-    log.record_batch(rows, ["versicolor", "virginica"], np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9]]))
+    log.record_batch(rows, ["versicolor", "virginica"], np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9]]), "17")
     assert log.flush() == 3
     records = read_records(tmp_path, "unit_layout")
     assert [r["species"] for r in records] == ["setosa", "versicolor", "virginica"]
     assert (records[0]["sepal_length"], records[0]["probability_setosa"]) == (5.1, 0.98)
     assert [r["petal_length"] for r in records[1:]] == [4.5, 5.4]
     assert all(set(r) == FIELDS and r["model_version"] == "iris_classifier:test" for r in records)
-    assert records[1]["request_id"] == records[2]["request_id"]  # one batch request
+    assert [r["request_id"] for r in records[1:]] == ["17", "17"]  # one batch request, under the id it was given
+    assert records[0]["request_id"].isdigit() and records[0]["request_id"] != "17"  # in-process: a random one
     schema = json.loads((tmp_path / "unit_layout" / "schema" / "schema.0.log").read_text())
     roles = {column["name"]: (column["role"], column["type"]) for column in schema["columns"]}
     assert roles["petal_length"] == ("feature", "numerical") and roles["species"] == ("prediction", "categorical")
@@ -89,46 +92,38 @@ def test_column_wise_lines_are_the_bytes_of_one_dumps_per_row(keys, data):
     assert json_lines(keys, chunked, tails) == expected
 
 
-def test_requests_with_different_columns_are_written_in_order(tmp_path):
-    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_runs")
-    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
-    with log.recording() as monitor:  # a record with one column fewer, then the usual ones again
-        for name, value in zip(FEATURES, [1.0, 2.0, 3.0, 4.0], strict=True):
-            monitor.log(value, name, "feature", "numerical")
-    log.record_batch(np.array([[6.0, 2.9, 4.5, 1.5]] * 3), ["versicolor"] * 3, np.array([[0.0, 0.9, 0.1]] * 3))
-    assert log.flush() == 5
-    records = read_records(tmp_path, "unit_runs")
-    assert [r.get("species") for r in records] == ["setosa", None, "versicolor", "versicolor", "versicolor"]
-    assert records[1]["petal_width"] == 4.0 and "probability_setosa" not in records[1]
-
-
-def test_a_record_mixing_single_and_whole_column_calls_keeps_every_value(tmp_path):
-    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_mixed")
-    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])  # the schema is learnt
-    with log.recording() as monitor:
-        monitor.log_batch(np.array([1.0, 2.0]), "sepal_length", "feature", "numerical")
-        monitor.log(3.0, "sepal_length", "feature", "numerical")  # the queued column becomes plain values
-        monitor.log_batch(["a", "b", "c"], "species", "prediction", "categorical")
-    assert log.flush() == 4
-    records = read_records(tmp_path, "unit_mixed")
-    assert [(r["sepal_length"], r.get("species")) for r in records[1:]] == [(1.0, "a"), (2.0, "b"), (3.0, "c")]
-
-
-def test_a_record_with_columns_of_different_lengths_is_dropped_and_the_log_goes_on(tmp_path, caplog):
-    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_ragged")
-    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])
-    with log.recording() as monitor:
-        monitor.log_batch(np.array([1.0, 2.0]), "sepal_length", "feature", "numerical")
-        monitor.log_batch(["a"], "species", "prediction", "categorical")
-    log.record([6.0, 2.9, 4.5, 1.5], "versicolor", [0.0, 1.0, 0.0])
-    assert log.flush() == 2
-    assert [r["species"] for r in read_records(tmp_path, "unit_ragged")] == ["setosa", "versicolor"]
+def test_a_record_logged_through_bentoml_monitor_with_other_or_ragged_columns_is_dropped(tmp_path, caplog):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_foreign")
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0], "1")
+    # The same monitor, as any code of the process may ask for it.
+    with bentoml.monitor("unit_foreign") as same:
+        same.log(1.0, "sepal_length", "feature", "numerical")
+    with bentoml.monitor("unit_foreign") as same:
+        for name in ROW_KEYS:
+            same.log_batch([1.0, 2.0] if name == "sepal_length" else [1.0], name, "feature", "numerical")
+    log.record([6.0, 2.9, 4.5, 1.5], "versicolor", [0.0, 1.0, 0.0], "2")
+    assert log.flush() == 2  # the writer goes on
+    assert [r["request_id"] for r in read_records(tmp_path, "unit_foreign")] == ["1", "2"]
+    assert "columns ('sepal_length',) are not the log's" in caplog.text
     assert "columns differ in length ([1, 2]); dropped" in caplog.text
+
+
+def test_the_first_record_of_a_batch_teaches_the_columns_and_the_rest_follow_in_order(tmp_path):
+    log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_first_batch")
+    rows = np.array([[6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1], [5.1, 3.5, 1.4, 0.2]])
+    probabilities = np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9], [1.0, 0.0, 0.0]])
+    log.record_batch(rows, ["versicolor", "virginica", "setosa"], probabilities, "7")
+    log.record_batch(rows[:1], ["versicolor"], probabilities[:1], "8")
+    assert log.flush() == 4
+    records = read_records(tmp_path, "unit_first_batch")
+    assert [[r[name] for name in FEATURES] for r in records] == [*rows.tolist(), rows[0].tolist()]
+    assert [r["probability_virginica"] for r in records] == [0.1, 0.9, 0.0, 0.1]
+    assert [r["request_id"] for r in records] == ["7", "7", "7", "8"]
 
 
 def test_single_flowers_and_batches_interleaved_keep_their_order_and_values(tmp_path):
     log = PredictionLog("iris_classifier:test", log_dir=tmp_path, enabled=True, name="unit_order")
-    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])  # learns the schema (bentoml.monitor)
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])  # teaches the columns (bentoml.monitor)
     log.record([5.0, 3.4, 1.5, 0.3], "setosa", [0.97, 0.02, 0.01])  # rows from here on
     log.record_batch(np.array([[6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]), ["versicolor", "virginica"],
                      np.array([[0.0, 0.9, 0.1], [0.0, 0.1, 0.9]]))  # fmt: skip
@@ -147,6 +142,8 @@ def test_a_record_with_a_value_missing_is_refused_naming_the_columns(tmp_path):
     log.record([5.1, 3.5, 1.4, 0.2], "setosa", [0.98, 0.01, 0.01])
     with pytest.raises(ValueError, match=r"a record has 9 values \(sepal_length, .*, model_version\); got 8"):
         log.record([5.1, 3.5, 1.4], "setosa", [0.98, 0.01, 0.01])
+    with pytest.raises(ValueError, match=r"a batch of 2 species needs rows of shape \(2, 4\) .* got \(1, 4\)"):
+        log.record_batch(np.array([[5.1, 3.5, 1.4, 0.2]]), ["setosa", "setosa"], np.array([[1.0, 0.0, 0.0]] * 2))
     assert log.flush() == 1
 
 
@@ -157,12 +154,17 @@ def test_switched_off_writes_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_an_unwritable_folder_drops_records_and_never_raises(tmp_path):
+def test_an_unwritable_folder_drops_records_says_so_once_and_never_raises(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     log = PredictionLog("iris_classifier:test", log_dir=blocker, enabled=True, name="unit_unwritable")
     log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])  # no exception on the request path
-    assert log.flush() == 0
+    log.record_batch(np.array([[6.0, 2.9, 4.5, 1.5]] * 2), ["versicolor"] * 2, np.array([[0.0, 1.0, 0.0]] * 2))
+    assert (log.flush(), log.dropped) == (0, 3)  # all three flowers were queued, and none written
+    log.record([5.1, 3.5, 1.4, 0.2], "setosa", [1.0, 0.0, 0.0])
+    assert (log.flush(), log.dropped) == (0, 4)
+    assert caplog.text.count("cannot write under") == 1
+    assert blocker.read_text() == "not a folder"
 
 
 def test_rotates_by_size_and_keeps_every_record_readable(tmp_path):

@@ -17,9 +17,12 @@ def bento_tag(pipeline_ready) -> str:
 
 
 @pytest.fixture(scope="session")
-def bento_server(bento_tag, artifacts_dir):
-    """`bentoml serve iris_classifier:<commit>`: what the image will run."""
-    process = Server(bento_tag, log_path=artifacts_dir / "serve-bento.log").start()
+def bento_server(bento_tag, artifacts_dir, tmp_path_factory):
+    """`bentoml serve iris_classifier:<commit>`: what the image will run, its prediction log in `log_dir`."""
+    log_dir = tmp_path_factory.mktemp("bento-monitor")
+    process = Server(bento_tag, env={"IRIS_MONITOR_DIR": str(log_dir)}, log_path=artifacts_dir / "serve-bento.log")
+    process.start()
+    process.log_dir = log_dir
     yield process
     process.stop()
 

@@ -32,6 +32,8 @@ def test_known_flower_gives_its_species(url, species):
     assert max(body["probabilities"], key=body["probabilities"].get) == species
     assert body["model_version"] == ModelCard.read().tag
     assert body["warnings"] == []
+    assert body["request_id"] == response.headers["X-Request-ID"]  # tests/service/test_request_id.py: the log's
+    assert list(body) == ["species", "probabilities", "model_version", "warnings", "request_id"]
 
 
 def test_valid_value_outside_training_range_is_predicted_with_a_warning(url):
@@ -49,7 +51,9 @@ def test_batch_answers_in_request_order(url):
     assert response.status_code == 200
     results = response.json()
     assert len(results) == 150
-    assert classify(url, flowers[0]).json() == results[0]
+    one = classify(url, flowers[0]).json()
+    assert one.pop("request_id") != response.headers["X-Request-ID"]
+    assert one == results[0]  # the same answer, without the request's id (the batch's is in its header)
     predicted = [r["species"] for r in results]
     accuracy = sum(p == t for p, t in zip(predicted, frame["species"], strict=True)) / 150
     assert accuracy >= load_params("evaluate")["min_accuracy"]
@@ -122,3 +126,19 @@ def test_openapi_documents_each_endpoint_with_an_example(url):
     assert bound["maximum"] == MAX_MEASUREMENT_CM and "exclusiveMaximum" not in bound
     assert not [path for path in spec["paths"] if path.startswith("/ui")]  # the UI is not part of the API
     assert "cm" in bound["description"]
+
+
+def test_openapi_documents_the_answers_with_their_request_id(url):
+    spec = requests.get(f"{url}/docs.json", timeout=5).json()
+
+    def ok(path: str) -> dict:
+        return spec["paths"][path]["post"]["responses"]["200"]
+
+    for path in ("/classify", "/classify_batch"):
+        assert ok(path)["headers"]["X-Request-ID"]["schema"] == {"type": "string"}
+    single = ok("/classify")["content"]["application/json"]["schema"]
+    assert single["properties"]["request_id"]["type"] == "string"
+    assert {"species", "probabilities", "model_version", "request_id"} <= set(single["required"])
+    batch = ok("/classify_batch")["content"]["application/json"]["schema"]
+    assert batch["type"] == "array" and batch["items"] == {"$ref": "#/components/schemas/Prediction"}
+    assert "request_id" not in spec["components"]["schemas"]["Prediction"]["properties"]

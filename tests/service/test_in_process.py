@@ -20,7 +20,9 @@ def classify(service, **flower: float) -> dict:
     # In a thread of its own: other tests (Playwright's sync API) may leave a loop running in this one.
     with ThreadPoolExecutor(max_workers=1) as pool:
         response = pool.submit(asyncio.run, service.classify(**flower)).result()
-    return json.loads(response.body)
+    answer = json.loads(response.body)
+    assert answer["request_id"] == response.headers["X-Request-ID"]
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,13 @@ def test_classify_in_process(service, species):
     result = classify(service, **EXAMPLE_FLOWERS[species])
     assert result["species"] == species
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_outside_a_server_each_answer_still_gets_an_id_of_its_own(service):
+    ids = [classify(service, **EXAMPLE_FLOWERS["setosa"])["request_id"] for _ in range(3)]
+    batch = service.classify_batch(flowers=[EXAMPLE_FLOWERS["setosa"]])
+    ids.append(batch.headers["X-Request-ID"])
+    assert all(request_id.isdigit() for request_id in ids) and len(set(ids)) == 4
 
 
 def test_batch_in_process_matches_the_sklearn_reference(service, stored_model):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
-from iris_classifier.serving.open_inference import INPUT_NAME
+from iris_classifier.serving.v2.types import INPUT_NAME
 
 MODEL = "iris_classifier"
 ROWS = np.array([[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES])

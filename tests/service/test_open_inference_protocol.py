@@ -1,4 +1,4 @@
-"""The Open Inference Protocol module on its own: parsing, the measurement rules, answers and error bodies."""
+"""The Open Inference Protocol package on its own: decoding, the measurement rules, answers and error bodies."""
 
 from __future__ import annotations
 
@@ -14,39 +14,42 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_MEASUREMENT_CM, SPECIES, Measurement
-from iris_classifier.serving import open_inference as v2
+from iris_classifier.serving.v2.codec import infer_response, parse_infer_request
+from iris_classifier.serving.v2.errors import ProtocolError
+from iris_classifier.serving.v2.routes import ErrorBodies, check_model
+from iris_classifier.serving.v2.types import INPUT_NAME, InferenceRequest, InferenceResponse
 
 ROWS = [[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES]
 
 
 def body(data, *, shape=(3, 4), datatype="FP64", **extra) -> bytes:
-    tensor = {"name": v2.INPUT_NAME, "shape": list(shape), "datatype": datatype, "data": data}
+    tensor = {"name": INPUT_NAME, "shape": list(shape), "datatype": datatype, "data": data}
     return orjson.dumps({"inputs": [tensor], **extra})
 
 
 def test_flat_and_nested_data_give_the_same_rows():
-    _, nested = v2.parse_infer_request(body(ROWS))
-    _, flat = v2.parse_infer_request(body([value for row in ROWS for value in row]))
+    _, nested = parse_infer_request(body(ROWS))
+    _, flat = parse_infer_request(body([value for row in ROWS for value in row]))
     assert nested.dtype == np.float64 and nested.shape == (3, 4)
     assert nested.tolist() == flat.tolist() == ROWS
 
 
 def test_fp32_values_are_the_float32_the_client_holds():
-    _, rows = v2.parse_infer_request(body(ROWS, datatype="FP32"))
+    _, rows = parse_infer_request(body(ROWS, datatype="FP32"))
     assert rows.tolist() == np.array(ROWS, dtype=np.float32).astype(np.float64).tolist()
     assert rows[0, 0] == 5.099999904632568
 
 
 def test_the_documented_example_is_a_valid_request():
-    example = v2.InferenceRequest.model_json_schema()["example"]
-    request, rows = v2.parse_infer_request(orjson.dumps(example))
+    example = InferenceRequest.model_json_schema()["example"]
+    request, rows = parse_infer_request(orjson.dumps(example))
     assert request.id == "42" and rows.tolist() == ROWS
 
 
 def test_response_has_the_outputs_asked_for_in_order_with_the_id():
-    request, _ = v2.parse_infer_request(body(ROWS, id="7", outputs=[{"name": "species"}, {"name": "probabilities"}]))
+    request, _ = parse_infer_request(body(ROWS, id="7", outputs=[{"name": "species"}, {"name": "probabilities"}]))
     probabilities = np.eye(3)
-    answer = orjson.loads(v2.infer_response(request, probabilities, list(SPECIES), version="v1"))
+    answer = orjson.loads(infer_response(request, probabilities, list(SPECIES), version="v1"))
     assert answer == {
         "model_name": "iris_classifier",
         "model_version": "v1",
@@ -56,15 +59,15 @@ def test_response_has_the_outputs_asked_for_in_order_with_the_id():
             {"name": "probabilities", "shape": [3, 3], "datatype": "FP64", "data": probabilities.ravel().tolist()},
         ],
     }
-    v2.InferenceResponse.model_validate(answer)  # matches what /docs.json documents
+    InferenceResponse.model_validate(answer)  # matches what /docs.json documents
 
 
 def test_check_model_refuses_other_models_and_versions_with_404():
-    v2.check_model("iris_classifier", None, served_version="v1")
-    v2.check_model("iris_classifier", "v1", served_version="v1")
+    check_model("iris_classifier", None, served_version="v1")
+    check_model("iris_classifier", "v1", served_version="v1")
     for name, version in (("resnet", None), ("iris_classifier", "v2")):
-        with pytest.raises(v2.ProtocolError) as refused:
-            v2.check_model(name, version, served_version="v1")
+        with pytest.raises(ProtocolError) as refused:
+            check_model(name, version, served_version="v1")
         assert refused.value.status == 404
 
 
@@ -95,8 +98,8 @@ def test_a_measurement_passes_exactly_when_the_schema_accepts_it(values, datatyp
         return True
 
     try:
-        _, rows = v2.parse_infer_request(body(values, shape=(1, 4), datatype=datatype))
-    except v2.ProtocolError as refused:
+        _, rows = parse_infer_request(body(values, shape=(1, 4), datatype=datatype))
+    except ProtocolError as refused:
         assert refused.status == 400
         assert not all(map(schema_accepts, values))
         named = [name for name in FEATURES if f"{name})" in refused.message]
@@ -117,7 +120,7 @@ def test_error_bodies_turn_framework_errors_into_the_spec_form():
     def other(count: int) -> dict:
         return {"count": count}
 
-    client = TestClient(v2.ErrorBodies(app))
+    client = TestClient(ErrorBodies(app))
     refused = client.get("/v2/needs_an_int", params={"count": "many"})
     assert refused.status_code == 400  # FastAPI's 422 is the spec's 400
     assert refused.json() == {"error": "GET /v2/needs_an_int: query.count: Input should be a valid integer, "

@@ -1,0 +1,273 @@
+"""What the service's thin V2 routes call (`OpenInference`), how each route is documented, and the middleware
+that gives the framework's own errors under /v2 the spec's form."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import Path
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
+from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
+from iris_classifier.serving.v2.codec import infer_response, parse_infer_request
+from iris_classifier.serving.v2.errors import JSON, ProtocolError, describe
+from iris_classifier.serving.v2.types import (
+    INPUT_NAME,
+    PROBABILITIES,
+    SERVER_NAME,
+    SPECIES_OUTPUT,
+    ErrorResponse,
+    InferenceRequest,
+    InferenceResponse,
+    MetadataTensor,
+    ModelMetadata,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+
+# ---- health and metadata ----
+
+
+def server_metadata() -> dict[str, Any]:
+    import bentoml
+
+    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[]).model_dump()
+
+
+def model_metadata(*, version: str, backend: str) -> dict[str, Any]:
+    columns = {"columns": ",".join(FEATURES), "unit": "cm"}
+    metadata = ModelMetadata(
+        name=MODEL_NAME,
+        versions=[version],
+        platform={"onnx": "onnxruntime_onnx", "sklearn": "sklearn"}.get(backend, backend),
+        inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP64", shape=[-1, len(FEATURES)], parameters=columns)],
+        outputs=[
+            MetadataTensor(
+                name=PROBABILITIES, datatype="FP64", shape=[-1, len(SPECIES)], parameters={"columns": ",".join(SPECIES)}
+            ),
+            MetadataTensor(name=SPECIES_OUTPUT, datatype="BYTES", shape=[-1]),
+        ],
+    )
+    return metadata.model_dump(exclude_none=True)
+
+
+def check_model(model_name: str, model_version: str | None, *, served_version: str) -> None:
+    """Refuse (404) a model or a version this server does not serve."""
+    if model_name != MODEL_NAME:
+        raise ProtocolError(f"unknown model {model_name!r}: this server serves {MODEL_NAME!r}", 404)
+    if model_version is not None and model_version != served_version:
+        raise ProtocolError(
+            f"unknown version {model_version!r} of model {MODEL_NAME!r}: the served version is {served_version!r}", 404
+        )
+
+
+def json_response(payload: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(payload), media_type=JSON)
+
+
+def health(ok: bool) -> Response:
+    """The spec's health answer: the status is the answer (200 true, 4xx false), the body empty."""
+    return Response(status_code=200 if ok else 400)
+
+
+def server_health(state: str, ok: bool) -> Response:
+    """Server live/ready: the status is the answer, with KServe's `{"live": true}` / `{"ready": true}` body.
+
+    The spec says the body "should be empty"; KServe's own SDK (InferenceRESTClient) reads the answer
+    from that body, and tritonclient reads only the status, so this body serves both.
+    """
+    return Response(orjson.dumps({state: ok}), status_code=200 if ok else 400, media_type=JSON)
+
+
+# ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
+
+# Rows of cm and the request's id -> (probabilities in SPECIES order, the most probable species per row): the
+# service's model call, which counts and logs the flowers under that id.
+Predict = Callable[[np.ndarray, str], tuple[np.ndarray, list[str]]]
+# Below this body size a request is parsed and answered on the event loop (tens of microseconds); above, in a thread.
+INLINE_BODY_BYTES = 4096
+
+
+@dataclass
+class OpenInference:
+    """The V2 endpoints over one served model: its version, its backend, its readiness and its model call.
+
+    A request the protocol refuses raises ProtocolError, answered by the app's one handler
+    (errors.EXCEPTION_HANDLERS).
+    """
+
+    version: str
+    backend: str
+    predict: Predict
+    is_ready: Callable[[], bool]
+    request_id: Callable[[], str]  # the id of the request being served, as the prediction log writes it
+
+    def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version, served_version=self.version)
+        return json_response(model_metadata(version=self.version, backend=self.backend))
+
+    def server_ready(self) -> Response:
+        return server_health("ready", self.is_ready())
+
+    def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version, served_version=self.version)
+        return health(self.is_ready())
+
+    async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
+        check_model(model_name, model_version, served_version=self.version)
+        body = await request.body()
+        if len(body) < INLINE_BODY_BYTES:
+            return self.answer(body, request.headers)
+        return await run_in_threadpool(self.answer, body, request.headers)
+
+    def answer(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        inference, rows = parse_infer_request(body, headers)
+        request_id = self.request_id()
+        probabilities, species = self.predict(rows, request_id)
+        return Response(
+            infer_response(inference, probabilities, species, version=self.version),
+            media_type=JSON,
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+
+
+# ---- how each route is documented ----
+
+# "4XX" also keeps FastAPI from documenting a 422 that these routes never answer (they answer 400).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the request breaks the protocol or a measurement rule"},
+    404: {"model": ErrorResponse, "description": "unknown model or version"},
+    "4XX": {"model": ErrorResponse, "description": "refused: 405 wrong method, 413 body too large, 415 not JSON"},
+}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic schema with its $defs inlined, for an OpenAPI requestBody (no components needed)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
+TAGS = ["Open Inference Protocol (V2)"]
+
+
+def _route(ok: dict[str, Any], *errors: int | str) -> dict[str, Any]:
+    responses = {200: ok, **{status: ERROR_RESPONSES[status] for status in errors}}
+    return {"tags": TAGS, "response_class": Response, "responses": responses}
+
+
+SERVER_METADATA_ROUTE = _route({"model": ServerMetadata, "description": "server name, version, extensions"}, "4XX")
+MODEL_METADATA_ROUTE = _route(
+    {"model": ModelMetadata, "description": "versions, platform, inputs, outputs"}, 404, "4XX"
+)
+LIVE_ROUTE = _route({"model": ServerLive, "description": "live (the status is the answer)"}, "4XX")
+READY_ROUTE = _route({"model": ServerReady, "description": "ready (the status is the answer)"}, "4XX")
+READY_ROUTE["responses"][400] = {"model": ServerReady, "description": "not ready"}
+MODEL_READY_ROUTE = _route({"description": "true"}, 404, "4XX")
+MODEL_READY_ROUTE["responses"][400] = {"description": "false: not ready"}
+INFER_ROUTE = {
+    **_route(
+        {
+            "model": InferenceResponse,
+            "description": "the outputs asked for",
+            "headers": {REQUEST_ID_HEADER: REQUEST_ID_HEADER_DOC},
+        },
+        400,
+        404,
+        "4XX",
+    ),
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(InferenceRequest.model_json_schema())}},
+        }
+    },
+}
+
+# The path parameters: documented with the one value served (any other is answered 404).
+ModelName = Annotated[str, Path(description="the model's name", json_schema_extra={"enum": [MODEL_NAME]})]
+
+
+def version_in_path(version: str) -> Any:
+    """The `model_version` path parameter, documented with the served version."""
+    return Annotated[str, Path(description="the model's version", json_schema_extra={"enum": [version]})]
+
+
+# ---- the framework's own errors under /v2, in the spec's form ----
+
+
+class ErrorBodies:
+    """ASGI middleware: every error answer under /v2 carries the spec's `{"error": "..."}` body.
+
+    The V2 routes' own refusals are ProtocolErrors, answered so by their handler; this covers the rest:
+    FastAPI's 405 and 422 (`detail`; a 422 becomes the spec's 400) and BentoML's plain-text 404 for a path
+    no route matches (a model name with a newline never reaches the routes). Successful answers pass
+    untouched.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v2"):
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] < 400:
+                    await send(message)
+                else:
+                    start.update(message)
+                return
+            if not start:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            status, body = _spec_error(scope, start["status"], b"".join(chunks))
+            headers = [
+                (name, value)
+                for name, value in start.get("headers", [])
+                if name.lower() not in (b"content-length", b"content-type")
+            ]
+            headers += [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
+            await send({**start, "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewrite)
+
+
+def _spec_error(scope: Any, status: int, body: bytes) -> tuple[int, bytes]:
+    """An error answer's status and body in the spec's form (a body that already is one is kept)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = body.decode(errors="replace").strip()
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        return status, body
+    detail = document.get("detail", document) if isinstance(document, dict) else document
+    if isinstance(detail, list) and all(isinstance(item, dict) for item in detail):
+        detail = describe(detail)
+    where = f"{scope.get('method', 'GET')} {scope['path']}"
+    return (400 if status == 422 else status), orjson.dumps({"error": f"{where}: {detail}"})

@@ -230,12 +230,17 @@ def pod_constraints(docs: list[dict]) -> PodConstraints:
     pod_security = pod.get("securityContext", {})
     security = {**pod_security, **container.get("securityContext", {})}  # the container's fields win
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    claims = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "PersistentVolumeClaim"}
     tmpfs = {}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
-        if "emptyDir" not in volume:
-            raise CheckFailed(f"k8s: volume {mount['name']} is not an emptyDir; pod-check cannot reproduce it")
-        tmpfs[mount["mountPath"]] = _bytes(volume["emptyDir"].get("sizeLimit", "64Mi"))
+        if "emptyDir" in volume:
+            size = volume["emptyDir"].get("sizeLimit", "64Mi")
+        elif "persistentVolumeClaim" in volume:  # Docker has no claims: a writable tmpfs of the claim's size
+            size = claims[volume["persistentVolumeClaim"]["claimName"]]["spec"]["resources"]["requests"]["storage"]
+        else:
+            raise CheckFailed(f"k8s: volume {mount['name']} is not an emptyDir or a claim; pod-check cannot copy it")
+        tmpfs[mount["mountPath"]] = _bytes(size)
     limits = container["resources"]["limits"]
     if any("valueFrom" in item for item in container.get("env", [])):
         raise CheckFailed("k8s: env from secrets or fields cannot be reproduced by pod-check")

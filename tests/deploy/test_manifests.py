@@ -82,8 +82,12 @@ def test_pod_is_hardened(docs, env):
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["runAsNonRoot"] is True and security["runAsUser"] >= 10000
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-    # Writable places are emptyDirs only, and every path the env sends writes to lies in one of them.
+    # Writable places are emptyDirs and the monitor claim (prediction log and labels outlive the pod; every
+    # replica mounts it), and every path the env sends writes to lies in one of them.
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    claim = k8s.find(docs[env], "PersistentVolumeClaim")
+    assert volumes.pop("monitor")["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert all(set(volume) == {"name", "emptyDir"} for volume in volumes.values())
     mounts = [mount["mountPath"] for mount in app["volumeMounts"]]
     assert sorted(mounts) == ["/tmp", "/var/lib/bentoml", "/var/lib/iris-monitor"]
@@ -141,7 +145,8 @@ def test_scale_and_disruption(docs, env, minimum, maximum):
 
 def test_strict_schema_validation_against_kubernetes_1_31(renders):
     output = k8s.validate(list(renders.values()))
-    kinds = ("namespace", "service", "deployment", "poddisruptionbudget", "horizontalpodautoscaler", "networkpolicy")
+    kinds = ("namespace", "service", "deployment", "poddisruptionbudget", "horizontalpodautoscaler", "networkpolicy",
+             "persistentvolumeclaim")  # fmt: skip
     for env, path in renders.items():
         for kind in kinds:
             assert re.search(rf"{path} passed for resource {kind}/iris-\S+ against version 1.31", output), (env, kind)

@@ -18,7 +18,7 @@ def test_docker_flags_are_the_production_containers_constraints(renders):
     assert "--cap-drop ALL" in joined and "--security-opt no-new-privileges" in joined
     assert "--tmpfs /tmp:rw,size=67108864,mode=1777" in joined
     assert "--tmpfs /var/lib/bentoml:rw,size=33554432,mode=1777" in joined
-    assert "--tmpfs /var/lib/iris-monitor:rw,size=536870912,mode=1777" in joined
+    assert "--tmpfs /var/lib/iris-monitor:rw,size=8589934592,mode=1777" in joined  # the claim's 8Gi
     assert "--env BENTOML_HOME=/var/lib/bentoml" in joined and "--env BENTOML_PORT=4321" in joined
 
 
@@ -32,6 +32,6 @@ def test_image_serves_under_the_production_pods_constraints(renders, commit_imag
     # The root is read-only: nothing changed in the container's own layer except the mount points.
     allowed = {"/var", "/var/lib", "/var/lib/bentoml", "/var/lib/iris-monitor", "/tmp"}
     assert all(line.split()[1] in allowed for line in result.writes), result
-    # The prediction log is written (to its emptyDir): one JSON line per classified flower.
+    # The prediction log is written (to the claim's stand-in): one JSON line per classified flower.
     assert result.prediction_log_lines == 3, result
     print(f"\npod-check: ready in {result.ready_seconds:.1f} s under {' '.join(result.docker_args)}")

@@ -1,4 +1,8 @@
-"""The Gradio demo: a client of the classifier's HTTP API, standalone or mounted by the service at /ui."""
+"""The Gradio demo: a client of the classifier's HTTP API, standalone or mounted by the service at /ui.
+
+After a prediction, a person who knows the flower can say whether it was right: the label goes to the
+service's POST /feedback with the prediction's request id (the feedback loop's ground truth).
+"""
 
 import argparse
 import os
@@ -17,6 +21,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 API_URL_ENV = "IRIS_API_URL"
 TIMEOUT_S = 5.0
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class Outcome:
     warning: str
     field_errors: dict[str, str]
     status: str
+    request_id: str = ""  # the answer's id, what POST /feedback names the prediction by
+    species: str = ""
 
 
 def service_down_message(api_url: str) -> str:
@@ -85,7 +92,44 @@ def classify_over_http(api_url: str, values: list[Any]) -> Outcome:
         warning=warning,
         field_errors={},
         status="",
+        request_id=str(body.get("request_id") or response.headers.get(REQUEST_ID_HEADER, "")),
+        species=species,
     )
+
+
+def feedback_over_http(api_url: str, request_id: str, species: str) -> str:
+    """POST the true species of the flower classified as `request_id` to /feedback; what to tell the person.
+
+    The demo sends no token: when the service requires one (IRIS_FEEDBACK_TOKEN), a page anyone can open
+    must not be a way around it, so the refusal is shown as it is.
+    """
+    if not request_id:
+        return "**Classify a flower first**, then say what it really is."
+    label = {"request_id": request_id, "species": species}
+    try:
+        response = requests.post(f"{api_url}/feedback", json=label, timeout=TIMEOUT_S)
+    except requests.RequestException:
+        return (
+            f"**The classifier service at {api_url} is not answering; your label was not recorded.** "
+            "Start it with `make serve`, then send it again."
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    if response.status_code == 200 and isinstance(body, dict):
+        if not body.get("recorded", True):
+            return f"Already recorded: this flower is a **{species}**."
+        if body.get("correct") is False:
+            return f"**Thanks, recorded:** a {species} (the model said {body.get('predicted')})."
+        return f"**Thanks, recorded:** a {species}."
+    message = str(body.get("error", body)) if isinstance(body, dict) else str(body)
+    if response.status_code == 401:
+        return f"**The service only takes labels from authorized clients**, not from this page. ({message})"
+    if response.status_code == 429:
+        wait = response.headers.get("Retry-After", "a few")
+        return f"**Too many labels from here just now; not recorded.** Try again in {wait} s."
+    return f"**The service did not record the label (HTTP {response.status_code}).** {message}"
 
 
 def api_url_of(request: gr.Request | None, configured: str | None) -> str:
@@ -136,6 +180,22 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 chart = gr.Label(label="Probability per species", num_top_classes=len(SPECIES), elem_id="chart")
                 warning = gr.Markdown("", elem_id="warning")
                 version = gr.Textbox(label="Model version", interactive=False, elem_id="model-version")
+                # Ground truth: shown once there is a prediction to judge; "right" counts as much as "wrong"
+                # (with only corrections, the live accuracy would only ever see mistakes).
+                prediction = gr.State({"request_id": "", "species": ""})
+                with gr.Group(visible=False, elem_id="feedback") as feedback_group:
+                    gr.Markdown("**Do you know this flower?** Tell the service, and it learns from it.")
+                    right = gr.Button("Right", size="sm", elem_id="feedback-right")
+                    with gr.Row(equal_height=True):
+                        truth = gr.Dropdown(
+                            choices=list(SPECIES),
+                            value=None,
+                            label="Wrong, it is a",
+                            elem_id="feedback-species",
+                            scale=2,
+                        )
+                        wrong = gr.Button("Send", size="sm", elem_id="feedback-send", scale=1)
+                feedback_status = gr.Markdown("", elem_id="feedback-status")
                 gr.Markdown("**What the measurements mean**")
                 gr.Image(
                     str(ASSETS / "iris-parts.svg"),
@@ -158,6 +218,7 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 else gr.update(value="", visible=False)
                 for name in FEATURES
             ]
+            judged = bool(outcome.request_id)
             return [
                 outcome.status,
                 outcome.headline,
@@ -165,14 +226,31 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 outcome.warning,
                 outcome.model_version,
                 *boxes,
+                {"request_id": outcome.request_id, "species": outcome.species},
+                gr.update(visible=judged),
+                gr.update(value=f"Right, it is a {outcome.species}" if judged else "Right"),
+                gr.update(value=None),
+                "",
             ]
 
         button.click(
             on_classify,
             inputs=inputs,
-            outputs=[status, headline, chart, warning, version, *error_boxes],
+            outputs=[status, headline, chart, warning, version, *error_boxes, prediction, feedback_group, right,
+                     truth, feedback_status],
             api_name="classify",
-        )
+        )  # fmt: skip
+
+        def on_right(judged: dict[str, str], request: gr.Request) -> str:
+            return feedback_over_http(api_url_of(request, api_url), judged["request_id"], judged["species"])
+
+        def on_wrong(judged: dict[str, str], species: str | None, request: gr.Request) -> str:
+            if not species:
+                return "**Pick the species it really is**, then click Send."
+            return feedback_over_http(api_url_of(request, api_url), judged["request_id"], species)
+
+        right.click(on_right, inputs=[prediction], outputs=[feedback_status], api_name=False)
+        wrong.click(on_wrong, inputs=[prediction, truth], outputs=[feedback_status], api_name=False)
     return demo
 
 

@@ -40,9 +40,14 @@ def page(browser):
 
 
 @pytest.fixture()
-def own_service(pipeline_ready, artifacts_dir):
-    """A service this test may stop and restart (the shared one stays up for the others)."""
-    process = Server("service:IrisClassifier", log_path=artifacts_dir / "serve-demo-own.log")
+def own_service(pipeline_ready, artifacts_dir, tmp_path):
+    """A service this test may stop and restart (the shared one stays up for the others), with its prediction
+    log and labels in a folder of the test's own (`monitor_dir`), never the project's .monitor/."""
+    monitor = tmp_path / "monitor"
+    process = Server(
+        "service:IrisClassifier", env={"IRIS_MONITOR_DIR": str(monitor)}, log_path=artifacts_dir / "serve-demo-own.log"
+    )
+    process.monitor_dir = monitor
     yield process
     process.stop()
 

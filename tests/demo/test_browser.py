@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from pathlib import Path
 
 import requests
 
+from iris_classifier.data.production_log import data_files, label_files
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES
 
 VIRGINICA = EXAMPLE_FLOWERS["virginica"]
@@ -86,3 +90,100 @@ def test_standalone_demo_says_what_to_run_when_the_service_is_down_and_recovers(
     classify(page)
     page.locator("#species").get_by_text("virginica").wait_for(timeout=15_000)
     assert status.inner_text().strip() == ""
+
+
+# -- the feedback loop: "right" or "wrong, it is a ___" after a prediction, sent to POST /feedback ----------
+
+
+def choose_species(page, species: str) -> None:
+    page.locator("#feedback-species input").click()
+    page.get_by_role("option", name=species, exact=True).click()
+
+
+def feedback_status(page, text: str) -> str:
+    status = page.locator("#feedback-status")
+    status.get_by_text(text).wait_for(timeout=15_000)
+    return status.inner_text()
+
+
+def labels_on_disk(monitor: Path) -> list[dict]:
+    return [json.loads(line) for path in label_files(monitor) for line in path.read_text().splitlines()]
+
+
+def logged_species(monitor: Path, timeout: float = 15) -> dict[str, str]:
+    """request id -> species, from the prediction log (its writer flushes about once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [json.loads(line) for path in data_files(monitor) for line in path.read_text().splitlines()]
+        if rows or time.monotonic() > deadline:
+            return {row["request_id"]: row["species"] for row in rows}
+        time.sleep(0.2)
+
+
+def test_ui_sends_the_true_species_of_the_flower_it_just_classified(own_service, page, artifacts_dir):
+    own_service.start()
+    monitor = own_service.monitor_dir
+    page.goto(f"{own_service.url}/ui/", wait_until="networkidle")
+    assert page.locator("#feedback").is_hidden()  # nothing to judge before a prediction
+    fill(page, VIRGINICA)
+    classify(page)
+    page.locator("#species").get_by_text("virginica").wait_for(timeout=15_000)
+    assert page.locator("#feedback-right").inner_text().strip() == "Right, it is a virginica"
+
+    choose_species(page, "versicolor")
+    page.locator("#feedback-send").click()
+    assert "Thanks, recorded: a versicolor (the model said virginica)" in feedback_status(page, "Thanks, recorded")
+    (label,) = labels_on_disk(monitor)  # durable before the answer
+    assert (label["species"], label["index"], label["predicted"]) == ("versicolor", 0, "virginica")
+    # the id the UI sent is the one the prediction was logged under
+    assert logged_species(monitor)[label["request_id"]] == "virginica"
+    page.screenshot(path=str(artifacts_dir / "ui-feedback-recorded.png"), full_page=True)
+
+    page.locator("#feedback-send").click()  # the same label again: idempotent
+    feedback_status(page, "Already recorded")
+    choose_species(page, "setosa")  # a different species for the same flower: refused
+    page.locator("#feedback-send").click()
+    refused = feedback_status(page, "did not record the label (HTTP 409)")
+    assert "versicolor" in refused
+    assert len(labels_on_disk(monitor)) == 1
+
+    # a new prediction: the form starts over, and "right" is a label too
+    fill(page, EXAMPLE_FLOWERS["setosa"])
+    classify(page)
+    page.locator("#feedback-right").get_by_text("Right, it is a setosa").wait_for(timeout=15_000)
+    assert page.locator("#feedback-status").inner_text().strip() == ""
+    page.locator("#feedback-right").click()
+    assert feedback_status(page, "Thanks, recorded").strip().endswith("a setosa.")
+    assert [(row["species"], row["predicted"]) for row in labels_on_disk(monitor)] == [
+        ("versicolor", "virginica"),
+        ("setosa", "setosa"),
+    ]
+    metrics = requests.get(f"{own_service.url}/metrics", timeout=10).text
+    assert 'iris_feedback_labels_total{actual="versicolor",correct="false",predicted="virginica"} 1.0' in metrics
+    assert 'iris_feedback_labels_total{actual="setosa",correct="true",predicted="setosa"} 1.0' in metrics
+    assert "Traceback" not in page.content()
+
+
+def test_standalone_demo_keeps_the_label_when_the_service_is_down_and_sends_it_after(
+    own_service, own_demo, page, artifacts_dir
+):
+    own_service.start()
+    page.goto(own_demo.url, wait_until="networkidle")
+    fill(page, VIRGINICA)
+    classify(page)
+    page.locator("#species").get_by_text("virginica").wait_for(timeout=15_000)
+    choose_species(page, "versicolor")
+
+    own_service.stop()
+    page.locator("#feedback-send").click()
+    down = feedback_status(page, "is not answering")
+    assert "not recorded" in down and "make serve" in down
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(artifacts_dir / "demo-feedback-service-down.png"), full_page=True)
+
+    # the restarted service no longer knows the prediction, but takes the label (the join happens later)
+    own_service.start()
+    page.locator("#feedback-send").click()
+    assert feedback_status(page, "Thanks, recorded").strip().endswith("a versicolor.")
+    (label,) = labels_on_disk(own_service.monitor_dir)
+    assert (label["species"], label["predicted"]) == ("versicolor", None)

@@ -1,5 +1,6 @@
-"""What the service needs at request time: middlewares, OpenAPI fixes, settings, the BentoML compat module,
-the Open Inference Protocol (V2), the prediction log, the lazily built UI, status metrics.
+"""What the service needs at request time: the answers it builds (answers), middlewares, OpenAPI fixes, settings,
+the BentoML compat module (every private BentoML use, and only there), the Open Inference Protocol (v2/), the
+prediction log, the feedback store, the lazily built UI, status metrics.
 
 May import: registry, model, data, domain, project. Packed into the Bento (bentofile.yaml).
 """

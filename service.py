@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ import bentoml
 import numpy as np
 from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
+from iris_classifier.data.production_log import monitor_dir
 from iris_classifier.domain.schema import (
     EXAMPLE_FLOWER,
     FEATURES,
@@ -21,6 +23,9 @@ from iris_classifier.domain.schema import (
     Flower,
     FlowerFields,
     FlowerList,
+    Label,
+    LabelAnswer,
+    LabelBatch,
     well_formed_batch,
 )
 from iris_classifier.model.pipeline import Predictor
@@ -28,6 +33,7 @@ from iris_classifier.model.store import ModelCard, ModelNotFoundError, model_tag
 from iris_classifier.registry.versions import served_release
 from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving.answers import Answers, Classification, Predictions
+from iris_classifier.serving.feedback import Feedback, LabelAnswers, LabelConflict, authorized
 from iris_classifier.serving.lazy_ui import LazyGradioApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
@@ -53,6 +59,17 @@ model_call_seconds = Histogram(
     name="iris_model_call_seconds",
     documentation="Time spent in the model call (one request, any number of flowers)",
     buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0),
+)
+feedback_labels_total = Counter(
+    name="iris_feedback_labels_total",
+    documentation="Labelled flowers (POST /feedback), by predicted and true species; correct is unknown when "
+    "this replica no longer remembered the prediction",
+    labelnames=["predicted", "actual", "correct"],
+)
+feedback_rejected_total = Counter(
+    name="iris_feedback_rejected_total",
+    documentation="Feedback requests refused, by reason (conflict, unauthorized, rate_limited)",
+    labelnames=["reason"],
 )
 
 
@@ -115,6 +132,8 @@ class IrisClassifier:
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
         self.answers = Answers(self.version)
         self.prediction_log = PredictionLog(self.version)
+        self.ground_truth = Feedback.from_environment(monitor_dir(), feedback_labels_total, feedback_rejected_total)
+        self.remember = self.ground_truth.recent.remember  # request id -> species, for /feedback's "correct"
         self.v2 = v2.OpenInference(
             version=self.model.tag.version,
             backend=self.predictor.backend,
@@ -152,6 +171,7 @@ class IrisClassifier:
         self._count_predictions(np.bincount(best, minlength=len(SPECIES)).tolist())
         species_names = self.species_names[best].tolist()
         self.prediction_log.record_batch(rows, species_names, probabilities, request_id)
+        self.remember(request_id, species_names)
         return probabilities, species_names
 
     def _warnings(self, rows: np.ndarray) -> list[list[str]]:
@@ -174,6 +194,7 @@ class IrisClassifier:
         best = probabilities.index(max(probabilities))  # the first of equals, as numpy's argmax
         self.counted[best].inc()
         self.prediction_log.record(values, SPECIES[best], probabilities, request_id)
+        self.remember(request_id, (SPECIES[best],))
         outside = [
             name for (name, low, high), value in zip(self.bounds, values, strict=True) if not low <= value <= high
         ]
@@ -188,6 +209,44 @@ class IrisClassifier:
         rows = rows.reshape(len(flowers), len(FEATURES))
         probabilities, species = self._predict(rows, request_id)
         return self.answers.batch(species, probabilities.tolist(), self._warnings(rows), request_id)
+
+    # Ground truth (the feedback loop, docs/feedback.md): durable before the 2xx, idempotent, 409 on conflict.
+    @bentoml.api(input_spec=Label, output_spec=LabelAnswer)
+    def feedback(self, ctx: bentoml.Context, **label: Any) -> Response:
+        """The true species of one classified flower: {request_id, species, index (a batch row; default 0)}."""
+        return self._accept(ctx, [Label.model_construct(**label)], single=True)
+
+    @bentoml.api(input_spec=LabelBatch, output_spec=LabelAnswers)
+    def feedback_batch(self, ctx: bentoml.Context, labels: list[Label]) -> Response:
+        """Many labels at once: recorded all together, or none of them (a conflict refuses the whole batch)."""
+        return self._accept(ctx, labels, single=False)
+
+    def _accept(self, ctx: bentoml.Context, labels: list[Label], *, single: bool) -> Response:
+        feedback = self.ground_truth
+        if not authorized(ctx.request.headers.get("authorization"), feedback.token):
+            feedback.rejected.labels(reason="unauthorized").inc()
+            return refuse(
+                ctx,
+                401,
+                "Authorization: this server requires `Authorization: Bearer <token>` for feedback",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        source = ctx.request.client.host if ctx.request.client else "unknown"
+        wait = feedback.limiter.take(source, len(labels))
+        if wait:
+            feedback.rejected.labels(reason="rate_limited").inc()
+            return refuse(
+                ctx,
+                429,
+                f"labels: more than {feedback.limiter.rate:g} labels per second from {source}; retry later",
+                {"Retry-After": str(math.ceil(wait))},
+            )
+        try:
+            answers = feedback.accept(labels)
+        except LabelConflict as conflict:
+            return refuse(ctx, 409, str(conflict))
+        payload = [answer.model_dump() for answer in answers]
+        return JSONResponse(payload[0] if single else {"labels": payload, "recorded": sum(a.recorded for a in answers)})
 
     @web_app.get("/model")
     def model_card(self) -> dict[str, Any]:
@@ -239,6 +298,13 @@ class IrisClassifier:
         self, request: Request, model_name: v2.ModelName, model_version: ModelVersion
     ) -> Response:
         return await self.v2.infer(request, model_name, model_version)
+
+
+def refuse(ctx: bentoml.Context, status: int, error: str, headers: dict[str, str] | None = None) -> Response:
+    """An {"error": ...} answer from an API that takes a Context (BentoML sets the status from the context)."""
+    ctx.response.status_code = status
+    ctx.response.headers.update(headers or {})
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)

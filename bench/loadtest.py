@@ -2,8 +2,10 @@
 
 A real served Bento on a free loopback port; 64 concurrent keep-alive connections; about 90% valid
 flowers (the dataset's, whose expected species comes from the scikit-learn reference model) and 10%
-invalid requests (each must get a 4xx). Passes with 0 connection errors, 0 5xx, 0 wrong answers and
-resident memory growing < 10% from after warm-up to the end. Prints a one-line verdict.
+invalid requests (each must get a 4xx); after about 10% of the right answers, the client confirms the species
+through POST /feedback (each must answer 200, recorded, correct). Passes with 0 connection errors, 0 5xx,
+0 wrong answers, 0 failed labels and resident memory growing < 10% from after warm-up to the end. Prints a
+one-line verdict.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +47,8 @@ class Tally:
     invalid: int = 0
     wrong_species: int = 0
     invalid_not_4xx: int = 0
+    labels: int = 0
+    labels_failed: int = 0
     server_errors: int = 0
     connection_errors: int = 0
     examples: list[str] = field(default_factory=list)
@@ -85,7 +91,27 @@ def flower_pool() -> list[tuple[bytes, str]]:
     ]
 
 
-async def worker(session, url, pool, tally, deadline, rng, invalid_share):
+async def label(session, url, request_id, species, tally) -> None:
+    """The true species of an answer, through /feedback: 200, recorded once, and judged right."""
+    body = json.dumps({"request_id": request_id, "species": species}).encode()
+    try:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+            text = await response.text()
+            status = response.status
+    except (TimeoutError, aiohttp.ClientError) as error:
+        tally.connection_errors += 1
+        tally.note(f"connection error on /feedback: {type(error).__name__}")
+        return
+    tally.labels += 1
+    if status >= 500:
+        tally.server_errors += 1
+    answer = json.loads(text) if status == 200 else {}
+    if not (answer.get("recorded") is True and answer.get("correct") is True):
+        tally.labels_failed += 1
+        tally.note(f"/feedback answered {status} {text[:120]}")
+
+
+async def worker(session, url, pool, tally, deadline, rng, invalid_share, feedback_share=0.1):
     while time.monotonic() < deadline:
         if rng.random() < invalid_share:
             body, content_type = rng.choice(INVALID)
@@ -111,9 +137,12 @@ async def worker(session, url, pool, tally, deadline, rng, invalid_share):
                 tally.note(f"invalid body answered {status}")
         else:
             tally.valid += 1
-            if status != 200 or json.loads(text).get("species") != expected:
+            answer = json.loads(text) if status == 200 else {}
+            if answer.get("species") != expected:
                 tally.wrong_species += 1
                 tally.note(f"expected {expected}, got {status} {text[:120]}")
+            elif rng.random() < feedback_share:
+                await label(session, url.rsplit("/", 1)[0] + "/feedback", answer["request_id"], expected, tally)
 
 
 async def load(url: str, seconds: float, connections: int, pool, tally, seed: int, invalid_share: float) -> float:
@@ -142,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pool = flower_pool()
-    server = Server(build_bento())
+    labels_dir = tempfile.mkdtemp(prefix="iris-loadtest-monitor-")  # the prediction log and labels of this run
+    server = Server(build_bento(), env={"IRIS_MONITOR_DIR": labels_dir})
     server.start(wait_ready=120)
     try:
         url = f"{server.url}/classify"
@@ -156,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         alive = server.process.poll() is None
     finally:
         server.stop()
+        shutil.rmtree(labels_dir, ignore_errors=True)
 
     growth = (rss_end - rss_start) / rss_start
     requests_done = tally.valid + tally.invalid
@@ -166,13 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         and tally.server_errors == 0
         and tally.wrong_species == 0
         and tally.invalid_not_4xx == 0
+        and tally.labels_failed == 0
         and growth < args.max_memory_growth
     )
     print(
         f"loadtest: {'PASS' if ok else 'FAIL'}: {requests_done} requests in {elapsed:.0f} s "
         f"({requests_done / elapsed:.0f}/s) at {args.connections} connections; "
         f"{tally.valid} valid ({tally.wrong_species} wrong), "
-        f"{tally.invalid} invalid ({tally.invalid_not_4xx} not 4xx); "
+        f"{tally.invalid} invalid ({tally.invalid_not_4xx} not 4xx), "
+        f"{tally.labels} labels via /feedback ({tally.labels_failed} failed); "
         f"{tally.server_errors} 5xx, {tally.connection_errors} connection errors; "
         f"RSS {rss_start / 2**20:.0f} -> {rss_end / 2**20:.0f} MiB ({growth:+.1%}, limit {args.max_memory_growth:.0%})"
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel, Field
 
 from iris_classifier.data.production_log import FEEDBACK_DIRNAME, label_files, read_label_lines
 from iris_classifier.domain.schema import Label, LabelAnswer
@@ -35,6 +36,13 @@ from iris_classifier.domain.schema import Label, LabelAnswer
 TOKEN_ENV = "IRIS_FEEDBACK_TOKEN"
 RATE_ENV = "IRIS_FEEDBACK_RATE"  # labels per second per source (client address); burst is 10 s of it
 DEFAULT_RATE = 100.0
+
+
+class LabelAnswers(BaseModel):
+    """What /feedback_batch answers: one answer per label, in request order, and how many were new."""
+
+    labels: list[LabelAnswer]
+    recorded: int = Field(description="labels recorded now (the others had been recorded before)")
 
 
 class LabelConflict(ValueError):

@@ -276,3 +276,121 @@ def test_a_failed_retrain_fails_the_build_and_pushes_nothing(run_pipeline, code,
     assert outcome["result"] == "FAILURE"
     assert outcome["skipped"] == ["Push data", "Push commit and tags"]
     assert outcome["archived"] == ARCHIVED
+
+
+# -- Alertmanager starts it: monitoring/alertmanager.yml routes the two alerts to the webhook ------------
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+needs_alertmanager = pytest.mark.skipif(
+    ALERTMANAGER is None or shutil.which("amtool") is None,
+    reason="alertmanager is not installed: apt-get install -y prometheus-alertmanager",
+)
+
+
+@needs_alertmanager
+def test_the_alertmanager_config_is_valid():
+    result = subprocess.run(
+        ["amtool", "check-config", "alertmanager.yml"], cwd=ROOT / "monitoring", capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def generic_variable(body: dict, path: str) -> str:
+    """The Generic Webhook Trigger's JSONPath `$.a.b` on the posted body."""
+    value = body
+    for key in path.removeprefix("$.").split("."):
+        value = value.get(key, "") if isinstance(value, dict) else ""
+    return str(value)
+
+
+@pytest.mark.slow
+@needs_alertmanager
+def test_a_firing_accuracy_alert_reaches_the_retrain_webhook_and_starts_the_build(tmp_path):
+    """A real Alertmanager with the project's routes (receivers on loopback, 1 s group wait): the accuracy alert
+    is posted to the Jenkins webhook with the bearer token and passes Jenkinsfile.retrain's filter; an
+    availability alert goes to the team only."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    from iris_classifier.project.processes import free_port, stop_process_group
+
+    received: list[tuple[str, str | None, dict]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, self.headers.get("Authorization"), body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}"
+    token = tmp_path / "token"
+    token.write_text("s3cret-for-this-test")
+
+    config = yaml.safe_load((ROOT / "monitoring" / "alertmanager.yml").read_text())
+    config["route"]["group_wait"] = "1s"
+    for receiver_config in config["receivers"]:
+        for webhook in receiver_config["webhook_configs"]:
+            webhook["url"] = f"{hook}/{receiver_config['name']}"
+            if "http_config" in webhook:
+                webhook["http_config"]["authorization"]["credentials_file"] = str(token)
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=(tmp_path / "alertmanager.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        api = f"http://127.0.0.1:{port}/api/v2"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{api}/status", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "alertmanager.log").read_text()
+            time.sleep(0.2)
+        alerts = [
+            {"labels": {"alertname": name, "job": "iris-classifier", "severity": "warning"}}
+            for name in ("IrisLiveAccuracyLow", "IrisHigh5xxRatio")
+        ]
+        assert requests.post(f"{api}/alerts", json=alerts, timeout=10).status_code == 200
+        while len(received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # nothing else follows
+    finally:
+        stop_process_group(process)
+        receiver.shutdown()
+        receiver.server_close()
+
+    to_jenkins = [(auth, body) for path, auth, body in received if path == "/jenkins-retrain"]
+    to_team = sorted(body["commonLabels"]["alertname"] for path, _, body in received if path == "/team")
+    assert to_team == ["IrisHigh5xxRatio", "IrisLiveAccuracyLow"]
+    ((authorization, body),) = to_jenkins
+    assert authorization == "Bearer s3cret-for-this-test"
+    # what Jenkinsfile.retrain's GenericTrigger reads from the body, and its filter
+    variables = dict(re.findall(r"\[key: '(\w+)', value: '([^']+)'", JENKINSFILE))
+    values = {name: generic_variable(body, path) for name, path in variables.items()}
+    assert values == {"ALERT_STATUS": "firing", "ALERT_NAME": "IrisLiveAccuracyLow"}
+    text = re.search(r"regexpFilterText: '([^']+)'", JENKINSFILE).group(1)
+    for name, value in values.items():
+        text = text.replace(f"${name}", value)
+    assert re.search(re.search(r"regexpFilterExpression: '([^']+)'", JENKINSFILE).group(1), text)

@@ -145,6 +145,12 @@ class IrisClassifier:
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
 
+    @bentoml.on_shutdown
+    def write_prediction_log(self) -> None:
+        """A graceful stop (SIGTERM) writes the queued prediction log before the worker exits (the worker
+        never runs atexit hooks); accepted labels are on disk already (fsynced before their 2xx)."""
+        self.prediction_log.flush()
+
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 

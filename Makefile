@@ -205,8 +205,9 @@ which: install ## the version and commit a stage holds: make which STAGE=product
 registry-ref: install ## for CI: what REF (a pushed tag) means to the registry: "EVENT VERSION STAGE"
 	@$(PY) -m ops.registry check-ref "$(REF)"
 
-publish-image: install ## tag the released image iris-classifier:vX.Y.Z, pushed to REGISTRY/iris-classifier when set: make publish-image VERSION=x.y.z [REGISTRY=...]
-	@REGISTRY="$(REGISTRY)" $(PY) -m ops.registry publish "$(VERSION)"
+publish-image: install ## tag the released image vX.Y.Z; with REGISTRY: push (signed with SIGN_KEY), digest record, SBOM: make publish-image VERSION=x.y.z [REGISTRY=host:port] [SIGN_KEY=key.asc]
+	@REGISTRY="$(REGISTRY)" SIGN_KEY="$(SIGN_KEY)" SIGSTORE="$(SIGSTORE)" IMAGE_RECORD="$(IMAGE_RECORD)" \
+	  $(PY) -m ops.registry publish "$(VERSION)"
 
 # --- Lean image (issue #12): where the image's bytes and start-up seconds go, and the cold-start benchmark.
 .PHONY: image-report bench-start
@@ -217,13 +218,37 @@ image-report: install ## largest layers and packages of IMAGE_TAG (default: this
 bench-start: install ## size + cold start (docker run -> /readyz 200) of this commit's image vs BASELINE_IMAGE, alternated: docs/benchmarks.md
 	$(PY) -m bench.start_bench $(if $(BASELINE_IMAGE),--baseline $(BASELINE_IMAGE)) $(if $(IMAGE_TAG),--candidate $(IMAGE_TAG))
 
+# --- Publishing (docs/publishing.md): a real OCI registry, push + digest record, SBOM, GPG signature and policy ---
+.PHONY: registry-up registry-down sbom verify-image test-publish
+REGISTRY_DIR ?= $(CURDIR)/build/registry
+IMAGE_RECORD ?= $(CURDIR)/build/image.json
+# Where signatures are written and read (a lookaside); on a Jenkins agent a folder that outlives the workspace.
+SIGSTORE ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/containers/sigstore
+
+registry-up: install ## a real OCI registry (Distribution) on a free loopback port, storage in build/registry; prints REGISTRY=...
+	@$(PY) -m ops.image_registry up --dir $(REGISTRY_DIR) $(if $(REGISTRY_PORT),--port $(REGISTRY_PORT))
+
+registry-down: install ## stop the registry that registry-up started (by the pid it recorded in build/registry)
+	@$(PY) -m ops.image_registry down --dir $(REGISTRY_DIR)
+
+sbom: install ## CycloneDX JSON of the image's Python environment (IMAGE_TAG, default this commit's image): build/sbom.cdx.json
+	@IMAGE_RECORD="$(IMAGE_RECORD)" $(PY) -m ops.publish sbom $(if $(IMAGE_TAG),--image $(IMAGE_TAG))
+
+verify-image: install ## check a published image's GPG signature: make verify-image REF=host:port/iris-classifier:vX.Y.Z SIGN_PUBKEY=key.pub
+	@test -n "$(REF)" || { echo "verify-image: name the image: make verify-image REF=<registry>/iris-classifier:<tag or @digest> SIGN_PUBKEY=<file>"; exit 2; }
+	@SIGSTORE="$(SIGSTORE)" $(PY) -m ops.publish verify "$(REF)" --pubkey "$(SIGN_PUBKEY)"
+
+test-publish: install ## real registry: push, digest pin, signature policy, SBOM, pull by digest + pod + smoke (make image first)
+	$(PY) -m pytest -p no:cacheprovider tests/publish $(PYTEST_ARGS)
+
 # --- Kubernetes (deploy/k8s): render, schema and policy checks, the pod's constraints on the image, a rollout ---
 .PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy
 K8S_ENV = $(or $(ENV),staging)
-K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(REGISTRY),--registry $(REGISTRY))
+K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(VERSION),--version $(VERSION)) \
+                 $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD)
 
-k8s-render: install ## render deploy/k8s/overlays/ENV (staging|production) to build/k8s/ENV.yaml [IMAGE_TAG=<commit>] [REGISTRY=...]
-	@$(PY) -m ops.k8s render --env $(K8S_ENV) $(K8S_IMAGE_ARGS)
+k8s-render: install ## render deploy/k8s/overlays/ENV to build/k8s/ENV.yaml [IMAGE_TAG=<commit> | VERSION=x.y.z] [REGISTRY=...]; by digest when published
+	@$(PY) -m ops.k8s render --env $(K8S_ENV) $(K8S_IMAGE_ARGS) $(if $(K8S_OUT),--out-dir $(K8S_OUT))
 
 k8s-check: install ## render both envs; strict Kubernetes 1.31 schema check; checkov policy scan (installs .venv-scan)
 	@for env in staging production; do $(PY) -m ops.k8s render --env $$env $(K8S_IMAGE_ARGS) || exit 1; done
@@ -236,5 +261,5 @@ k8s-pod-check: install ## run this commit's image under the production pod's con
 rollout-test: install ## two containers behind HAProxy under load, both replaced: zero failed requests (make image first; needs haproxy)
 	@$(PY) -m ops.rollout
 
-k8s-deploy: install ## (Jenkins Deploy stage; needs KUBECONFIG) render ENV, apply, rollout status, smoke via the Service; undo on failure
-	@$(PY) -m ops.k8s deploy --env $(K8S_ENV) $(K8S_IMAGE_ARGS)
+k8s-deploy: install ## (Jenkins Deploy; KUBECONFIG) check the signature (SIGN_PUBKEY), render ENV by digest, apply, rollout, smoke; undo on failure
+	@SIGSTORE="$(SIGSTORE)" $(PY) -m ops.k8s deploy --env $(K8S_ENV) $(K8S_IMAGE_ARGS) --pubkey "$(SIGN_PUBKEY)"

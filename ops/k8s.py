@@ -1,10 +1,14 @@
 """Render, check and deploy the Kubernetes manifests under deploy/k8s, and prove the pod's constraints on the image.
 
-python -m ops.k8s render --env production [--tag COMMIT] [--registry REG]   writes build/k8s/<env>.yaml
+python -m ops.k8s render --env production [--tag COMMIT | --version X.Y.Z] [--registry REG] [--out-dir DIR]
+                                                       writes build/k8s/<env>.yaml; image@sha256:... when
+                                                       build/image.json records that image's push
 python -m ops.k8s validate build/k8s/production.yaml   strict schema check against Kubernetes 1.31
 python -m ops.k8s scan build/k8s/production.yaml       checkov's Kubernetes policies (own venv, .venv-scan)
 python -m ops.k8s pod-check --env production           the image in Docker under the rendered pod's constraints
-python -m ops.k8s deploy --env staging                 render, apply, wait for the rollout, smoke test; undo on failure
+python -m ops.k8s deploy --env staging --registry REG --version X.Y.Z --pubkey FILE
+                                                       check the signature, render by digest, apply, wait for the
+                                                       rollout, smoke test; undo on failure
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -31,16 +36,22 @@ import yaml
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS
 from iris_classifier.model.store import git_commit
 from iris_classifier.project.paths import ROOT
+from iris_classifier.registry.published import BadRecord, ImageReference, recorded
+from iris_classifier.registry.versions import SEMVER
+from ops import publish
 
 ENVIRONMENTS = ("staging", "production")
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
 BUILD = ROOT / "build" / "k8s"
 KUBERNETES_VERSION = "1.31.0"
 IMAGE_NAME = "iris-classifier"
+REVISION = "org.opencontainers.image.revision"  # the image label naming its git commit
 DEPLOYMENT = "iris-classifier"
 SCAN_VENV = ROOT / ".venv-scan"
 SCAN_LOCK = ROOT / "requirements-scan.lock"
 VENV_BIN = Path(sys.executable).parent  # kubectl, kubernetes-validate and uv come from the project's lock
+RECORD = publish.RECORD  # build/image.json: what make publish-image pushed, with its digest
+DIGEST_CHECK = "CKV_K8S_43"  # checkov: "Image should use digest"; skipped only while the render names a tag
 
 
 class CheckFailed(SystemExit):
@@ -69,31 +80,75 @@ def image_reference(tag: str | None = None, registry: str | None = None) -> str:
     return f"{name}:{tag or git_commit()}"
 
 
-def render(env: str, *, tag: str | None = None, registry: str | None = None, out_dir: Path = BUILD) -> Path:
-    """`kubectl kustomize` of the overlay with the image set, written to build/k8s/<env>.yaml."""
+def version_tag(version: str) -> str:
+    """VERSION (x.y.z or vx.y.z) as the image tag make publish-image pushes: vX.Y.Z."""
+    if version == "-":  # what the Jenkinsfile's Registry stage answers for a branch build
+        raise CheckFailed(
+            "k8s: VERSION is '-': this build registered no version, so it published no image to deploy; "
+            "deploy a published version (a release tag's build, or a stage tag: make promote ... PUSH=1)"
+        )
+    if not SEMVER.match(version):
+        raise CheckFailed(f"k8s: VERSION={version!r} is not MAJOR.MINOR.PATCH (e.g. VERSION=1.2.0)")
+    return version if version.startswith("v") else f"v{version}"
+
+
+def digest_skips() -> list[str]:
+    """The base Deployment's checkov skip annotations for the digest check (a pinned render drops them)."""
+    base = yaml.safe_load((OVERLAYS.parent / "base" / "deployment.yaml").read_text())
+    annotations = base.get("metadata", {}).get("annotations", {})
+    return [key for key, value in annotations.items() if str(value).startswith(f"{DIGEST_CHECK}=")]
+
+
+def pinned_digest(image: str, record: Path) -> str | None:
+    """The digest build/image.json records for this image (same repository and tag), if any."""
+    try:
+        published = recorded(record, ImageReference.parse(image))
+    except BadRecord as error:
+        raise CheckFailed(f"k8s: {error}; fix or remove it (make publish-image writes it)") from None
+    return published.digest if published else None
+
+
+def render(
+    env: str,
+    *,
+    tag: str | None = None,
+    registry: str | None = None,
+    out_dir: Path = BUILD,
+    record: Path = RECORD,
+    digest: str | None = None,
+) -> Path:
+    """`kubectl kustomize` of the overlay with the image set, written to <out_dir>/<env>.yaml.
+
+    The image is pinned (repository@sha256:...) when `digest` is given or `record` holds this image's push;
+    then checkov's digest check needs no skip, and the skip annotation is left out of the render.
+    """
     if env not in ENVIRONMENTS:
         raise CheckFailed(f"k8s: ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
     image = image_reference(tag, registry)
     name, _, image_tag = image.rpartition(":")
+    digest = digest or pinned_digest(image, record)
+    setting = {"name": IMAGE_NAME, "newName": name, **({"digest": digest} if digest else {"newTag": image_tag})}
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [],
+        "images": [setting],
+    }
+    if digest and (skips := digest_skips()):
+        removals = [{"op": "remove", "path": f"/metadata/annotations/{key.replace('/', '~1')}"} for key in skips]
+        deployment = {"kind": "Deployment", "name": DEPLOYMENT}
+        kustomization["patches"] = [{"target": deployment, "patch": json.dumps(removals)}]
     out_dir.mkdir(parents=True, exist_ok=True)
     # A throwaway kustomization on top of the overlay sets the image, so no tracked file is edited.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".render-{env}-") as work:
-        overlay = os.path.relpath(OVERLAYS / env, work)
-        Path(work, "kustomization.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                    "kind": "Kustomization",
-                    "resources": [overlay],
-                    "images": [{"name": IMAGE_NAME, "newName": name, "newTag": image_tag}],
-                }
-            )
-        )
+        kustomization["resources"] = [os.path.relpath(OVERLAYS / env, work)]
+        Path(work, "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
         result = subprocess.run([tool("kubectl"), "kustomize", work], capture_output=True, text=True)
     if result.returncode != 0:
         raise CheckFailed(f"k8s: kubectl kustomize {OVERLAYS / env} failed:\n{result.stderr}")
     target = out_dir / f"{env}.yaml"
-    header = f"# Rendered by `make k8s-render ENV={env}` from deploy/k8s/overlays/{env}; image {image}\n"
+    shown = f"{name}@{digest} ({image} as published)" if digest else image
+    header = f"# Rendered by `make k8s-render ENV={env}` from deploy/k8s/overlays/{env}; image {shown}\n"
     target.write_text(header + result.stdout)
     return target
 
@@ -147,10 +202,12 @@ class ScanResult:
     output: str = field(repr=False)
 
 
-def scan(paths: list[Path]) -> ScanResult:
-    """checkov's Kubernetes checks; skips are `checkov:skip=` annotations in the manifests, each with its reason."""
+def scan(paths: list[Path], *, checks: list[str] | None = None) -> ScanResult:
+    """checkov's Kubernetes checks (all, or only `checks`); skips are `checkov:skip=` annotations in the manifests,
+    each with its reason."""
     checkov = scan_venv()
     command = [str(checkov), "--framework", "kubernetes", "--compact", "--quiet", "--output", "cli"]
+    command += ["--check", ",".join(checks)] if checks else []
     for path in paths:
         command += ["--file", str(path)]
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
@@ -290,6 +347,19 @@ def _logs(container: str) -> str:
     return result.stdout + result.stderr
 
 
+def prediction_log_lines(container: str, folder: str, *, expected: int, timeout: float = 15) -> int:
+    """Lines in the container's prediction log, polled until `expected` are there (or the timeout: then the
+    count found, for the caller's assertion to show)."""
+    shell = f"cat {folder}/data.*.log 2>/dev/null | wc -l"
+    deadline = time.monotonic() + timeout
+    while True:
+        counted = subprocess.run(["docker", "exec", container, "sh", "-c", shell], capture_output=True, text=True)
+        lines = int(counted.stdout.strip() or 0)
+        if lines >= expected or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
 @dataclass
 class PodCheck:
     image: str
@@ -340,11 +410,8 @@ def pod_check(render_path: Path, *, name: str = "iris-k8s-pod-check", image: str
             raise CheckFailed(f"k8s: /metrics answered {metrics.status_code}\n{_logs(name)}")
         log_lines = None
         if "IRIS_MONITOR_DIR" in constraints.env:  # the log is flushed every second by a background thread
-            time.sleep(2.5)
-            pattern = f"{constraints.env['IRIS_MONITOR_DIR']}/iris_predictions/data/data.*.log"
-            shell = f"cat {pattern} 2>/dev/null | wc -l"
-            counted = subprocess.run(["docker", "exec", name, "sh", "-c", shell], capture_output=True, text=True)
-            log_lines = int(counted.stdout.strip() or 0)
+            folder = f"{constraints.env['IRIS_MONITOR_DIR']}/iris_predictions/data"
+            log_lines = prediction_log_lines(name, folder, expected=len(species))
         diff = subprocess.run(["docker", "diff", name], capture_output=True, text=True).stdout.split("\n")
         writes = [line for line in diff if line.strip()]
         return PodCheck(
@@ -366,17 +433,49 @@ def kubectl(*args: str, check: bool = True, timeout: float | None = None) -> sub
     return subprocess.run([tool("kubectl"), *args], check=check, timeout=timeout)
 
 
-def deploy(env: str, *, tag: str | None = None, registry: str | None = None, rollout_timeout: int = 300) -> None:
-    """Apply the render, wait for the rollout, smoke-test through the Service; `rollout undo` if any of it fails."""
-    path = render(env, tag=tag, registry=registry)
-    validate([path])
+def deploy(
+    env: str,
+    *,
+    tag: str | None = None,
+    registry: str | None = None,
+    public_key: Path | None = None,
+    sigstore: Path | None = None,
+    record: Path = RECORD,
+    out_dir: Path = BUILD,
+    rollout_timeout: int = 300,
+) -> None:
+    """Check the image's signature, render it by digest, apply, wait for the rollout, smoke-test through the
+    Service; `rollout undo` if any of that fails after the apply. Nothing is applied unless the image is
+    signed by `public_key` for exactly this name and the render names it by digest."""
+    if not registry:
+        raise CheckFailed(
+            "k8s-deploy: REGISTRY is empty: a cluster pulls from a registry, and a deploy names the image by the "
+            "digest the registry answered at publish. Publish first: make publish-image VERSION=x.y.z REGISTRY=..."
+        )
+    if not public_key:
+        raise CheckFailed(
+            "k8s-deploy: SIGN_PUBKEY is empty: a deploy checks the image's signature before it applies anything "
+            "(the same check as make verify-image); pass the signing key's public half (a file)"
+        )
+    reference = ImageReference.parse(image_reference(tag, registry))
+    try:  # the same check as `make verify-image`, before anything reaches the cluster
+        digest = publish.verify(reference, Path(public_key), sigstore=sigstore, what="k8s-deploy")
+    except publish.PublishFailed as refused:
+        raise CheckFailed(f"{refused}\nk8s-deploy: nothing was applied") from None
+    published = recorded(record, reference) if record.exists() else None
+    if published and published.digest != digest:
+        raise CheckFailed(
+            f"k8s-deploy: {reference} now answers {digest}, but {record} recorded {published.digest} when it was "
+            "published: the tag was moved. Nothing was applied."
+        )
+    path = render(env, tag=tag, registry=registry, out_dir=out_dir, record=record, digest=digest)
     docs = documents(path)
+    image = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    if "@sha256:" not in image:  # never reached through render(digest=...); the rule stated where it holds
+        raise CheckFailed(f"k8s-deploy: refusing {path}: its image {image} is a tag without a digest")
+    validate([path])
     namespace = find(docs, "Deployment")["metadata"]["namespace"]
-    commit = (tag or git_commit()).removesuffix("-dirty")
-    if registry:  # the cluster pulls from the registry: push this commit's image there first
-        local, remote = image_reference(tag), image_reference(tag, registry)
-        subprocess.run(["docker", "tag", local, remote], check=True)
-        subprocess.run(["docker", "push", remote], check=True)
+    commit = published.commit if published else publish.labels(reference.pinned(digest)).get(REVISION, "")
     kubectl("apply", "-f", str(path))  # nothing changed yet if this fails: no undo
     try:
         kubectl("-n", namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", f"--timeout={rollout_timeout}s")
@@ -387,7 +486,8 @@ def deploy(env: str, *, tag: str | None = None, registry: str | None = None, rol
         )
         try:
             wait_ready(f"http://127.0.0.1:{port}", timeout=60)
-            smoke = [sys.executable, "-m", "ops.smoke", "--url", f"http://127.0.0.1:{port}", "--commit", commit]
+            smoke = [sys.executable, "-m", "ops.smoke", "--url", f"http://127.0.0.1:{port}"]
+            smoke += ["--commit", commit.removesuffix("-dirty")] if commit else []
             subprocess.run(smoke, check=True, cwd=ROOT)
         finally:
             forward.send_signal(signal.SIGTERM)
@@ -397,7 +497,7 @@ def deploy(env: str, *, tag: str | None = None, registry: str | None = None, rol
         kubectl("-n", namespace, "rollout", "undo", f"deployment/{DEPLOYMENT}", check=False)
         kubectl("-n", namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=300s", check=False)
         raise CheckFailed(f"k8s: deploy to {env} failed and was rolled back") from None
-    print(f"k8s: {env} serves {image_reference(tag, registry)}")
+    print(f"k8s: {env} serves {image} ({reference}, signature checked)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,17 +507,26 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name)
         sub.add_argument("--env", required=True, choices=ENVIRONMENTS)
         sub.add_argument("--tag", default=os.environ.get("IMAGE_TAG") or None, help="image tag (default: git commit)")
+        sub.add_argument("--version", default=None, help="a published version x.y.z: the image tag vX.Y.Z")
         sub.add_argument("--registry", default=os.environ.get("REGISTRY") or None, help="e.g. registry.example.com/ml")
+        sub.add_argument("--out-dir", type=Path, default=BUILD, help="where <env>.yaml goes (build/k8s)")
+        sub.add_argument("--record", type=Path, default=Path(os.environ.get("IMAGE_RECORD") or RECORD))
+    commands.choices["deploy"].add_argument("--pubkey", default=os.environ.get("SIGN_PUBKEY") or None)
     for name in ("validate", "scan"):
         commands.add_parser(name).add_argument("files", nargs="+", type=Path)
     pod = commands.add_parser("pod-check")
     pod.add_argument("--env", default="production", choices=ENVIRONMENTS)
     pod.add_argument("--image", default=None, help="image to run (default: the render's)")
     args = parser.parse_args(argv)
+    if getattr(args, "version", None):
+        if args.tag and args.tag != version_tag(args.version):
+            raise CheckFailed(f"k8s: IMAGE_TAG={args.tag} and VERSION={args.version} name two images; give one")
+        args.tag = version_tag(args.version)
 
     if args.command == "render":
-        path = render(args.env, tag=args.tag, registry=args.registry)
-        print(f"k8s-render: wrote {path.relative_to(ROOT)} ({image_reference(args.tag, args.registry)})")
+        path = render(args.env, tag=args.tag, registry=args.registry, out_dir=args.out_dir, record=args.record)
+        image = find(documents(path), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        print(f"k8s-render: wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ({image})")
     elif args.command == "validate":
         validate(args.files)
         print(f"k8s-validate: {len(args.files)} file(s) valid against Kubernetes {KUBERNETES_VERSION} (strict)")
@@ -436,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n".join(result.writes) or "  none")
     else:
-        deploy(args.env, tag=args.tag, registry=args.registry)
+        deploy(
+            args.env, tag=args.tag, registry=args.registry, public_key=Path(args.pubkey) if args.pubkey else None,
+            record=args.record, out_dir=args.out_dir,
+        )  # fmt: skip
     return 0
 
 

@@ -5,10 +5,11 @@ python -m ops.registry promote VERSION STAGE [--push]  iris-classifier#STAGE#N o
 python -m ops.registry show                            versions and stages (gto show)
 python -m ops.registry which STAGE                     the version and commit a stage holds
 python -m ops.registry check-ref REF                   for CI: "EVENT VERSION STAGE" of a pushed ref
-python -m ops.registry publish VERSION                 tag the version's image iris-classifier:vX.Y.Z (and push it)
+python -m ops.registry publish VERSION                 tag the version's image iris-classifier:vX.Y.Z; with REGISTRY
+                                                       set, push (SIGN_KEY: signed), digest record, SBOM (ops.publish)
 
 The command line only: the registry's rules live in iris_classifier.registry.versions; publishing the
-image (docker tag and push) is operations, so it stays here.
+image (skopeo push, signature, SBOM, digest record) is operations, in ops/publish.py.
 
 Every refusal names the rule it enforces and exits non-zero. Nothing here trains, builds or pushes
 unless asked: a promotion is one annotated tag on a commit that already exists.
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import subprocess
+from pathlib import Path
 
 from iris_classifier.registry.versions import (
     ARTIFACT,
@@ -49,7 +51,8 @@ def push_target(version: str) -> str | None:
 
 
 def publish(version: str) -> str:
-    """Tag the version's image with its version, and push it to its push_target() when there is one."""
+    """Tag the version's image with its version; with a push_target(), publish it there (ops.publish.publish):
+    pushed with skopeo, signed when SIGN_KEY names a key, digest read back, SBOM, then build/image.json."""
     version = normalized("publish", version)
     versions = registered_versions()
     if version not in versions:
@@ -68,19 +71,31 @@ def publish(version: str) -> str:
             f"{built} names registry version {labels.get('ai.iris.model.registry_version')!r}, not {version}; "
             "run `make image` at the released commit",
         )  # fmt: skip
-    targets = [f"{image}:{version}"]
+    local = f"{image}:{version}"
+    subprocess.run(["docker", "tag", built, local], check=True)
     pushed = push_target(version)
-    if pushed:
-        targets.append(pushed)
-    for target in targets:
-        subprocess.run(["docker", "tag", built, target], check=True)
-    if pushed:
-        subprocess.run(["docker", "push", pushed], check=True)
-    print(
-        f"publish: {built} tagged {', '.join(targets)}"
-        + (f", pushed {pushed}" if pushed else " (REGISTRY and IMAGE_REPOSITORY unset: not pushed)")
+    if not pushed:
+        print(f"publish: {built} tagged {local} (REGISTRY and IMAGE_REPOSITORY unset: not pushed, signed or recorded)")
+        return local
+    from ops import publish as publishing
+
+    sign_key = os.environ.get("SIGN_KEY") or None
+    passphrase = os.environ.get("SIGN_PASSPHRASE_FILE") or None
+    record = Path(os.environ.get("IMAGE_RECORD") or publishing.RECORD)
+    done = publishing.publish(
+        built,
+        publishing.target(pushed, what="publish"),
+        record=record,
+        sign_key=Path(sign_key) if sign_key else None,
+        passphrase_file=Path(passphrase) if passphrase else None,
+        registry=os.environ.get("IMAGE_REPOSITORY") or os.environ.get("REGISTRY"),
     )
-    return targets[-1]
+    signed = f"signed by {done.signed_by}" if done.signed_by else "NOT signed (no SIGN_KEY): make k8s-deploy refuses it"
+    print(
+        f"publish: {built} tagged {local}, pushed {pushed} in {done.push_seconds:.0f} s; digest {done.digest}\n"
+        f"publish: {signed}; SBOM {record.parent / done.sbom} ({done.sbom_components} packages); record {record}"
+    )
+    return str(done.reference)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""The Jenkins Deploy stage, and `make k8s-deploy`'s sequence against a stand-in kubectl (no cluster runs here)."""
+"""The Jenkins Publish and Deploy stages, and what `make k8s-deploy` refuses before it touches a cluster (a stand-in
+kubectl records every call; no cluster runs here). The deploys that reach kubectl need a real registry and a
+signed image: tests/publish/test_deploy_gate.py."""
 
 from __future__ import annotations
 
@@ -21,13 +23,36 @@ exit 0
 """
 
 
-def test_deploy_stage_is_off_by_default_and_binds_the_kubeconfig():
+def test_deploy_stage_is_off_by_default_and_deploys_a_published_version_by_digest():
     deploy = stage_bodies()["Deploy"]
     assert "choice(name: 'DEPLOY_TO', choices: ['none', 'staging', 'production']" in JENKINSFILE
     assert re.search(r"when \{ expression \{ params\.DEPLOY_TO != 'none' \} \}", deploy)
-    assert "withCredentials([file(credentialsId: 'kubeconfig', variable: 'KUBECONFIG')])" in deploy
-    assert 'sh \'make k8s-deploy ENV="$DEPLOY_TO" REGISTRY="$REGISTRY"\'' in deploy
+    # The kubeconfig, the signing key's public half and the registry's credentials: bound, never interpolated.
+    assert "file(credentialsId: 'kubeconfig', variable: 'KUBECONFIG')" in deploy
+    assert "file(credentialsId: 'image-signing-pubkey', variable: 'SIGN_PUBKEY')" in deploy
+    assert "usernamePassword(credentialsId: 'registry-credentials'" in deploy
+    # The version the Registry stage found (a release or a stage tag), from REGISTRY: the one knob.
+    assert 'sh \'make k8s-deploy ENV="$DEPLOY_TO" REGISTRY="$REGISTRY" VERSION="$REGISTRY_VERSION"\'' in deploy
     assert list(stage_bodies())[-2:] == ["Smoke test", "Deploy"]
+
+
+def test_publish_stage_signs_pushes_and_archives_the_sbom_and_the_digest_record():
+    publish = stage_bodies()["Publish image"]
+    assert "file(credentialsId: 'image-signing-key', variable: 'SIGN_KEY')" in publish
+    assert re.search(r"usernamePassword\(credentialsId: 'registry-credentials',\s*usernameVariable: 'REGISTRY_USER',"
+                     r"\s*passwordVariable: 'REGISTRY_PASSWORD'\)", publish)  # fmt: skip
+    assert 'sh \'make publish-image VERSION="$REGISTRY_VERSION" REGISTRY="$REGISTRY" SIGN_KEY="$SIGN_KEY"\'' in publish
+    archived = re.search(r"post \{\s*success \{\s*archiveArtifacts artifacts: '([^']+)'", publish)
+    assert archived and set(archived.group(1).split(", ")) == {"build/image.json", "build/sbom.cdx.json"}
+    # The Makefile writes them there (IMAGE_RECORD and the SBOM next to it).
+    makefile = (ROOT / "Makefile").read_text()
+    assert "IMAGE_RECORD ?= $(CURDIR)/build/image.json" in makefile
+    from ops.publish import RECORD, SBOM_NAME
+
+    assert RECORD == ROOT / "build" / "image.json" and SBOM_NAME == "sbom.cdx.json"
+    # One knob: the REGISTRY parameter, passed as is to both stages.
+    assert "string(name: 'REGISTRY'" in JENKINSFILE
+    assert JENKINSFILE.count('REGISTRY="$REGISTRY"') == 2
 
 
 def fake_kubectl(tmp_path, *, fail_rollout: bool) -> tuple[dict, object]:
@@ -42,21 +67,48 @@ def fake_kubectl(tmp_path, *, fail_rollout: bool) -> tuple[dict, object]:
         "KUBECTL_LOG": str(log),
         "FAIL_ROLLOUT": "1" if fail_rollout else "",
     }
+    for name in ("REGISTRY", "SIGN_PUBKEY", "IMAGE_TAG", "IMAGE_RECORD"):
+        env.pop(name, None)
     return env, log
 
 
-def test_failed_rollout_is_undone(tmp_path):
-    env, log = fake_kubectl(tmp_path, fail_rollout=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "ops.k8s", "deploy", "--env", "staging", "--tag", "0123abc"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def deploy(tmp_path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ops.k8s", "deploy", "--env", "staging", "--out-dir", str(tmp_path / "k8s"),
+               "--record", str(tmp_path / "image.json"), *args]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def applied(log) -> list[str]:
+    return [line for line in log.read_text().splitlines() if not line.startswith("kustomize")] if log.exists() else []
+
+
+def test_a_tag_without_a_registry_has_no_digest_and_is_refused(tmp_path):
+    env, log = fake_kubectl(tmp_path, fail_rollout=False)
+    result = deploy(tmp_path, "--tag", "0123abc", "--pubkey", str(tmp_path / "key.pub"), env=env)
     assert result.returncode != 0
-    assert "failed and was rolled back" in result.stdout + result.stderr
-    calls = [line for line in log.read_text().splitlines() if not line.startswith("kustomize")]
-    assert calls == [
-        "apply -f " + str(ROOT / "build" / "k8s" / "staging.yaml"),
-        "-n iris-staging rollout status deployment/iris-classifier --timeout=300s",
-        "-n iris-staging rollout undo deployment/iris-classifier",
-        "-n iris-staging rollout status deployment/iris-classifier --timeout=300s",
-    ]
+    assert "k8s-deploy: REGISTRY is empty" in result.stderr and "by the digest" in result.stderr
+    assert applied(log) == []
+
+
+def test_a_deploy_without_the_public_key_is_refused(tmp_path):
+    env, log = fake_kubectl(tmp_path, fail_rollout=False)
+    result = deploy(tmp_path, "--version", "1.2.0", "--registry", "127.0.0.1:9", env=env)
+    assert result.returncode != 0 and "k8s-deploy: SIGN_PUBKEY is empty" in result.stderr
+    assert applied(log) == []
+
+
+def test_a_branch_build_has_no_version_to_deploy(tmp_path):
+    """The Registry stage answers `none - -` for a branch: VERSION is '-', and nothing was published."""
+    env, log = fake_kubectl(tmp_path, fail_rollout=False)
+    result = deploy(tmp_path, "--version", "-", "--registry", "127.0.0.1:9", "--pubkey", "k.pub", env=env)
+    assert result.returncode != 0 and "registered no version, so it published no image" in result.stderr
+    assert applied(log) == []
+
+
+def test_a_public_key_file_that_holds_no_key_is_refused(tmp_path):
+    env, log = fake_kubectl(tmp_path, fail_rollout=False)
+    pubkey = tmp_path / "key.pub"
+    pubkey.write_text("not a key")
+    result = deploy(tmp_path, "--version", "1.2.0", "--registry", "127.0.0.1:9", "--pubkey", str(pubkey), env=env)
+    assert result.returncode != 0 and "SIGN_PUBKEY=" in result.stderr and "holds 0 GPG public keys" in result.stderr
+    assert applied(log) == []

@@ -1,7 +1,9 @@
-"""The rendered manifests: this commit's image, the probes, the hardened pod, scale, and sizes from measurements."""
+"""The rendered manifests: this commit's image (by digest once published), the probes, the hardened pod, scale, and
+sizes from measurements."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +15,9 @@ from iris_classifier.model.store import git_commit
 from iris_classifier.project.paths import ROOT
 from ops import k8s
 
-BENCHMARKS = (ROOT / "docs" / "benchmarks.md").read_text()
+# What the pod is sized from, as data (the figures come from make bench / make loadtest; see the file's header).
+MEASURED = yaml.safe_load((ROOT / "deploy" / "k8s" / "measured.yaml").read_text())
+DIGEST = "sha256:" + "5e" * 32
 
 
 def deployment(docs):
@@ -26,14 +30,22 @@ def container(docs):
 
 
 def measured_cold_start_seconds() -> float:
-    row = next(line for line in BENCHMARKS.splitlines() if line.startswith("| service |"))
-    return float(row.strip("| \n").split("|")[-1])
+    return float(MEASURED["cold_start_seconds"])
 
 
 def measured_steady_rss_mib() -> int:
     """The load test's resident memory at the end of the run (after the PromptTimeout fix)."""
-    line = next(line for line in BENCHMARKS.splitlines() if line.startswith("- after:"))
-    return int(re.search(r"RSS \d+ -> (\d+) MiB", line).group(1))
+    return int(MEASURED["steady_rss_mib"])
+
+
+def published_record(path, *, repository: str, tag: str, digest: str = DIGEST):
+    """A digest record as make publish-image writes it (build/image.json), for render tests that push nothing."""
+    path.write_text(json.dumps({
+        "repository": repository, "tag": tag, "digest": digest, "commit": "0123abc", "registry_version": tag,
+        "source_image": "iris-classifier:0123abc", "image_id": "sha256:" + "cd" * 32,
+        "pushed_at": "2026-12-01T00:00:00Z", "push_seconds": 10.0,
+    }))  # fmt: skip
+    return path
 
 
 @pytest.mark.parametrize("env", k8s.ENVIRONMENTS)
@@ -41,16 +53,57 @@ def test_image_is_this_commit(docs, env):
     assert container(docs[env])["image"] == f"iris-classifier:{git_commit()}"
 
 
-def test_make_k8s_render_sets_registry_and_tag():
-    result = subprocess.run(
-        ["make", "--no-print-directory", "k8s-render", "ENV=production", "IMAGE_TAG=0123abc",
-         "REGISTRY=registry.example.com/ml/"],
+def make_render(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", "k8s-render", f"K8S_OUT={tmp_path}", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_make_k8s_render_sets_registry_and_tag(tmp_path):
+    args = ("ENV=production", "IMAGE_TAG=0123abc", "REGISTRY=registry.example.com/ml/", f"IMAGE_RECORD={tmp_path}/none")
+    result = make_render(tmp_path, *args)
     assert result.returncode == 0, result.stderr
-    docs = k8s.documents(ROOT / "build" / "k8s" / "production.yaml")
+    docs = k8s.documents(tmp_path / "production.yaml")
     assert container(docs)["image"] == "registry.example.com/ml/iris-classifier:0123abc"
-    assert "wrote build/k8s/production.yaml" in result.stdout
+    assert f"wrote {tmp_path / 'production.yaml'}" in result.stdout
+
+
+def test_a_published_version_renders_by_digest_without_the_checkov_skip(tmp_path):
+    record = published_record(tmp_path / "image.json", repository="127.0.0.1:5000/iris-classifier", tag="v1.2.0")
+    result = make_render(
+        tmp_path, "ENV=production", "VERSION=1.2.0", "REGISTRY=127.0.0.1:5000", f"IMAGE_RECORD={record}"
+    )
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "production.yaml"
+    docs = k8s.documents(path)
+    assert container(docs)["image"] == f"127.0.0.1:5000/iris-classifier@{DIGEST}"
+    annotations = deployment(docs)["metadata"].get("annotations", {})
+    assert not [key for key in annotations if key.startswith("checkov.io/skip")], annotations
+    assert (
+        f"image 127.0.0.1:5000/iris-classifier@{DIGEST} (127.0.0.1:5000/iris-classifier:v1.2.0 as published)"
+        in (path.read_text().splitlines()[0])
+    )
+    k8s.validate([path])  # still valid, strictly
+
+
+@pytest.mark.parametrize(
+    ("recorded_tag", "recorded_repository"),
+    [("v1.1.0", "127.0.0.1:5000/iris-classifier"), ("v1.2.0", "127.0.0.1:5001/iris-classifier")],
+)
+def test_a_record_of_another_image_does_not_pin(tmp_path, recorded_tag, recorded_repository):
+    record = published_record(tmp_path / "image.json", repository=recorded_repository, tag=recorded_tag)
+    path = k8s.render("staging", tag="v1.2.0", registry="127.0.0.1:5000", out_dir=tmp_path, record=record)
+    docs = k8s.documents(path)
+    assert container(docs)["image"] == "127.0.0.1:5000/iris-classifier:v1.2.0"
+    assert deployment(docs)["metadata"]["annotations"]["checkov.io/skip1"].startswith("CKV_K8S_43=")
+
+
+def test_a_broken_record_stops_the_render_and_names_the_file(tmp_path):
+    record = published_record(tmp_path / "image.json", repository="127.0.0.1:5000/iris-classifier", tag="v1.2.0",
+                              digest="sha256:not-a-digest")  # fmt: skip
+    with pytest.raises(k8s.CheckFailed, match=re.escape(f"k8s: {record}: digest 'sha256:not-a-digest'")):
+        k8s.render("staging", tag="v1.2.0", registry="127.0.0.1:5000", out_dir=tmp_path, record=record)
 
 
 @pytest.mark.parametrize("env", k8s.ENVIRONMENTS)
@@ -166,7 +219,7 @@ def test_strict_validation_rejects_an_unknown_field(renders, tmp_path):
 def test_checkov_policy_scan_has_no_failures(renders):
     found = k8s.scan(list(renders.values()))
     assert found.failed == 0 and found.passed >= 150
-    # The one skip (image digest), once per Deployment, and its reason sits next to it in the manifest.
+    # The one skip (image digest) while the render names a tag, once per Deployment; its reason sits next to it.
     assert found.skipped == 2
     for path in renders.values():
         annotations = deployment(k8s.documents(path))["metadata"]["annotations"]
@@ -176,10 +229,22 @@ def test_checkov_policy_scan_has_no_failures(renders):
     assert re.search(r"checkov\.io/skip1: CKV_K8S_43=\S.{20,}", base)
 
 
-def test_cli_render_writes_build_k8s():
+@pytest.mark.slow
+def test_checkov_passes_a_render_by_digest_with_no_skip(tmp_path):
+    record = published_record(tmp_path / "image.json", repository="127.0.0.1:5000/iris-classifier", tag="v1.2.0")
+    renders = [k8s.render(env, tag="v1.2.0", registry="127.0.0.1:5000", out_dir=tmp_path, record=record)
+               for env in k8s.ENVIRONMENTS]  # fmt: skip
+    found = k8s.scan(renders)
+    assert found.failed == 0 and found.skipped == 0 and found.passed >= 150
+    digest_check = k8s.scan(renders, checks=[k8s.DIGEST_CHECK])  # "Image should use digest", one per Deployment
+    assert (digest_check.passed, digest_check.failed, digest_check.skipped) == (2, 0, 0)
+
+
+def test_cli_render_writes_where_asked_by_default_build_k8s(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "ops.k8s", "render", "--env", "staging"], cwd=ROOT, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "ops.k8s", "render", "--env", "staging", "--out-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    text = (ROOT / "build" / "k8s" / "staging.yaml").read_text()
-    assert f"image: iris-classifier:{git_commit()}" in text
+    assert f"image: iris-classifier:{git_commit()}" in (tmp_path / "staging.yaml").read_text()
+    assert k8s.BUILD == ROOT / "build" / "k8s"  # where it goes without --out-dir (make k8s-render)

@@ -9,17 +9,35 @@ from ops import k8s
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 
+def options(args: list[str]) -> tuple[set[str], list[tuple[str, str]]]:
+    """`docker run` arguments as (flags without a value, [(option, value)] in order)."""
+    flags, pairs, rest = set(), [], list(args)
+    while rest:
+        name = rest.pop(0)
+        if name in ("--read-only",):
+            flags.add(name)
+        else:
+            pairs.append((name, rest.pop(0)))
+    return flags, pairs
+
+
 def test_docker_flags_are_the_production_containers_constraints(renders):
     constraints = k8s.pod_constraints(k8s.documents(renders["production"]))
-    args = constraints.docker_args(port=4321)
-    joined = " ".join(args)
-    assert "--read-only" in args and "--user 10001:10001" in joined and "--group-add 10001" in joined
-    assert "--memory 805306368" in joined and "--memory-swap 805306368" in joined and "--cpus 1" in joined
-    assert "--cap-drop ALL" in joined and "--security-opt no-new-privileges" in joined
-    assert "--tmpfs /tmp:rw,size=67108864,mode=1777" in joined
-    assert "--tmpfs /var/lib/bentoml:rw,size=33554432,mode=1777" in joined
-    assert "--tmpfs /var/lib/iris-monitor:rw,size=8589934592,mode=1777" in joined  # the claim's 8Gi
-    assert "--env BENTOML_HOME=/var/lib/bentoml" in joined and "--env BENTOML_PORT=4321" in joined
+    flags, pairs = options(constraints.docker_args(port=4321))
+    single = dict(pairs)
+    assert flags == {"--read-only"}
+    assert single["--user"] == "10001:10001" and ("--group-add", "10001") in pairs
+    assert single["--memory"] == single["--memory-swap"] == "805306368"  # 768Mi, no swap
+    assert float(single["--cpus"]) == 1.0
+    assert ("--cap-drop", "ALL") in pairs and ("--security-opt", "no-new-privileges") in pairs
+    tmpfs = sorted(value for option, value in pairs if option == "--tmpfs")
+    assert tmpfs == [
+        "/tmp:rw,size=67108864,mode=1777",
+        "/var/lib/bentoml:rw,size=33554432,mode=1777",
+        "/var/lib/iris-monitor:rw,size=8589934592,mode=1777",  # the claim's 8Gi
+    ]
+    env = dict(value.split("=", 1) for option, value in pairs if option == "--env")
+    assert env["BENTOML_HOME"] == "/var/lib/bentoml" and env["BENTOML_PORT"] == "4321"
 
 
 def test_image_serves_under_the_production_pods_constraints(renders, commit_image):

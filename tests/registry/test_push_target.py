@@ -1,4 +1,5 @@
-"""Where `make publish-image` pushes a release: one REGISTRY for Publish and Deploy, IMAGE_REPOSITORY to override."""
+"""Where `make publish-image` pushes a release: one REGISTRY for Publish and Deploy, IMAGE_REPOSITORY to override
+(the push itself, its signature, SBOM and digest record: tests/publish)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ def test_a_whole_repository_name_wins_over_the_registry(env):
     assert push_target("v1.2.0") == "ghcr.io/team/iris:v1.2.0"
 
 
-def test_make_passes_the_registry_to_publish(env):
-    # make -n prints the recipe: REGISTRY from the command line reaches ops.registry's environment.
+def test_make_passes_the_registry_and_the_signing_key_to_publish(env):
+    # make -n prints the recipe: REGISTRY and SIGN_KEY from the command line reach ops.registry's environment.
     result = subprocess.run(
-        ["make", "-n", "--no-print-directory", "publish-image", "VERSION=1.2.0", "REGISTRY=registry.example.com/ml"],
+        ["make", "-n", "--no-print-directory", "publish-image", "VERSION=1.2.0", "REGISTRY=registry.example.com/ml",
+         "SIGN_KEY=/keys/release.asc"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert 'REGISTRY="registry.example.com/ml"' in result.stdout and "ops.registry publish" in result.stdout
+    assert 'SIGN_KEY="/keys/release.asc"' in result.stdout

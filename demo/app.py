@@ -182,7 +182,10 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 version = gr.Textbox(label="Model version", interactive=False, elem_id="model-version")
                 # Ground truth: shown once there is a prediction to judge; "right" counts as much as "wrong"
                 # (with only corrections, the live accuracy would only ever see mistakes).
-                prediction = gr.State({"request_id": "", "species": ""})
+                # What the shown prediction is, for its label. Hidden fields, not gr.State: session state makes
+                # Gradio hold a heartbeat connection open for as long as the page is.
+                request_id = gr.Textbox(visible=False)
+                predicted = gr.Textbox(visible=False)
                 with gr.Group(visible=False, elem_id="feedback") as feedback_group:
                     gr.Markdown("**Do you know this flower?** Tell the service, and it learns from it.")
                     right = gr.Button("Right", size="sm", elem_id="feedback-right")
@@ -226,7 +229,8 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 outcome.warning,
                 outcome.model_version,
                 *boxes,
-                {"request_id": outcome.request_id, "species": outcome.species},
+                outcome.request_id,
+                outcome.species,
                 gr.update(visible=judged),
                 gr.update(value=f"Right, it is a {outcome.species}" if judged else "Right"),
                 gr.update(value=None),
@@ -236,21 +240,21 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
         button.click(
             on_classify,
             inputs=inputs,
-            outputs=[status, headline, chart, warning, version, *error_boxes, prediction, feedback_group, right,
-                     truth, feedback_status],
+            outputs=[status, headline, chart, warning, version, *error_boxes, request_id, predicted, feedback_group,
+                     right, truth, feedback_status],
             api_name="classify",
         )  # fmt: skip
 
-        def on_right(judged: dict[str, str], request: gr.Request) -> str:
-            return feedback_over_http(api_url_of(request, api_url), judged["request_id"], judged["species"])
+        def on_right(judged_id: str, species: str, request: gr.Request) -> str:
+            return feedback_over_http(api_url_of(request, api_url), judged_id, species)
 
-        def on_wrong(judged: dict[str, str], species: str | None, request: gr.Request) -> str:
+        def on_wrong(judged_id: str, species: str | None, request: gr.Request) -> str:
             if not species:
                 return "**Pick the species it really is**, then click Send."
-            return feedback_over_http(api_url_of(request, api_url), judged["request_id"], species)
+            return feedback_over_http(api_url_of(request, api_url), judged_id, species)
 
-        right.click(on_right, inputs=[prediction], outputs=[feedback_status], api_name=False)
-        wrong.click(on_wrong, inputs=[prediction, truth], outputs=[feedback_status], api_name=False)
+        right.click(on_right, inputs=[request_id, predicted], outputs=[feedback_status], api_name=False)
+        wrong.click(on_wrong, inputs=[request_id, truth], outputs=[feedback_status], api_name=False)
     return demo
 
 

@@ -11,5 +11,5 @@ limit are the schema's own (`Measurement`, `MAX_BATCH_FLOWERS`).
     routes   what the service's thin V2 routes call, their OpenAPI documentation, and the middleware that
              gives the framework's own errors under /v2 the spec's form
 
-Each imports only the ones listed above it. May import: domain.
+Each imports only the ones listed above it. May import: domain, and serving.answers (the request id header).
 """

@@ -110,17 +110,17 @@ def refusal(message: str, *, reference: str, key: str) -> Refusal:
             Refusal(f"signed by another key, not by {key}", "check SIGN_PUBKEY"),
         ),
         (
-            "Invalid GPG signature" in message,
-            Refusal(
-                "tampered: the signature does not verify (the signature file or the signed manifest was altered)",
-                "republish from a trusted build; do not deploy this image",
-            ),
-        ),
-        (
             "Digest did not match" in message or "digest mismatch" in message.lower(),
             Refusal(
                 "tampered: a layer's content does not match the digest the signed manifest names",
                 "the registry's copy was altered after the push: republish from a trusted build",
+            ),
+        ),
+        (
+            re.search(r"Signature for digest \S+ does not match", message) is not None,
+            Refusal(
+                "tampered: the signature is a valid one, but of another manifest (a signature file swapped in)",
+                "the signature store was altered: republish from a trusted build; do not deploy this image",
             ),
         ),
         (
@@ -142,4 +142,9 @@ def refusal(message: str, *, reference: str, key: str) -> Refusal:
     for matched, found in checks:
         if matched:
             return found
+    if "Source image rejected" in message:  # the policy's other verdicts: the signature itself does not verify
+        return Refusal(
+            "tampered: the signature does not verify (the signature file or the signed manifest was altered)",
+            "republish from a trusted build; do not deploy this image",
+        )
     return Refusal("the policy check failed", "see skopeo's message below")

@@ -149,6 +149,10 @@ def test_the_signature_store_is_a_lookaside_per_registry(tmp_path):
          '1D7AFF9A9ED98765B9E09", Status:gpgme.Error{err:0x9}, ...}', "signed by another key (E11E09BC850A9DA36311"),
         ('Source image rejected: Invalid GPG signature: gpgme.Signature{Summary:4, Fingerprint:"EC3782EE2EF13245", '
          "Status:gpgme.Error{err:0x7000008}}", "tampered: the signature does not verify"),
+        ("Source image rejected: Unknown compression algorithm", "tampered: the signature does not verify"),
+        ("Source image rejected: Unexpected GPG signature count 0", "tampered: the signature does not verify"),
+        ("Source image rejected: No data", "tampered: the signature does not verify"),
+        (f"Source image rejected: Signature for digest {DIGEST} does not match", "tampered: the signature is a valid"),
         ("writing blob: happened during read: Digest did not match, expected sha256:aa, got sha256:bb",
          "tampered: a layer's content"),
         ("reading manifest v9 in 127.0.0.1:5000/iris-classifier: manifest unknown", "no such image"),

@@ -1,5 +1,5 @@
 """Signatures and the policy, on small images in the real registry: a signed push verifies by tag and by digest;
-unsigned, re-tagged, replaced, wrongly signed and tampered images are refused with the reason."""
+unsigned, re-tagged, replaced, wrongly signed, damaged, swapped and tampered images are refused with the reason."""
 
 from __future__ import annotations
 
@@ -93,14 +93,22 @@ def test_an_image_signed_by_another_key_is_refused(registry, keys, small_images,
     )
 
 
-def test_a_tampered_signature_is_refused(registry, keys, small_images, sigstore, tmp_path):
-    to = ref(registry, "iris-classifier:tampered-signature")
+def test_a_damaged_signature_is_refused(registry, keys, small_images, sigstore, tmp_path):
+    to = ref(registry, "iris-classifier:damaged-signature")
     done = push(small_images["one"], to, tmp_path, sigstore, keys.key)
     signature = signing.signature_path(sigstore, to, done.digest)
-    data = bytearray(signature.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    signature.write_bytes(bytes(data))
+    signature.write_bytes(signature.read_bytes()[: signature.stat().st_size // 2])  # cut in half
     assert refusal(to, keys, sigstore).startswith("tampered: the signature does not verify")
+
+
+def test_a_signature_swapped_in_from_another_image_is_refused(registry, keys, small_images, sigstore, tmp_path):
+    """A genuine signature by the right key, but of another manifest, put in this image's place."""
+    target, other = ref(registry, "iris-classifier:swapped"), ref(registry, "iris-classifier:swapped-from")
+    done = push(small_images["one"], target, tmp_path, sigstore, keys.key)
+    donor = push(small_images["two"], other, tmp_path, sigstore, keys.key)
+    genuine = signing.signature_path(sigstore, other, donor.digest).read_bytes()
+    signing.signature_path(sigstore, target, done.digest).write_bytes(genuine)
+    assert refusal(target, keys, sigstore).startswith("tampered: the signature is a valid one, but of another manifest")
 
 
 def test_a_tampered_layer_in_the_registry_is_refused(registry, keys, small_images, sigstore, tmp_path):

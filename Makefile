@@ -114,11 +114,12 @@ loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers chec
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency
 
-test: install ## run the whole test suite (the container tests run separately: test-image)
-	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
+test: install ## the whole suite on one xdist worker per core, its 25 slowest listed (PYTEST_WORKERS=0: one process; containers: test-image)
+	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker (tests/conftest.py)
+	$(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
-	$(PY) -m pytest -m "not slow and not container" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
 	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
@@ -178,11 +179,14 @@ dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs
 	$(PY) -m ops.monitoring_shots
 
 # --- The feedback loop: labels from /feedback -> live accuracy -> retrain -> staging only if better ---
-.PHONY: retrain feedback-report
+.PHONY: retrain retrain-push feedback-report
 FEEDBACK_JSON ?= $(CURDIR)/reports/feedback-live.json
 
 retrain: install ## labels + prediction log (IRIS_MONITOR_DIR) -> new data version -> challenger vs production -> staging if better: reports/retrain.{json,html}
 	$(PY) -m iris_classifier.retraining.job
+
+retrain-push: install ## after a promotion (reports/retrain.json): push its commit to BRANCH and its release and staging tags
+	@$(PY) -m iris_classifier.retraining.job --push "$(BRANCH)"
 
 feedback-report: install ## live accuracy and confusion matrix from the labels sent to /feedback (IRIS_MONITOR_DIR): reports/feedback-live.json
 	$(PY) -m iris_classifier.monitoring.feedback --json $(FEEDBACK_JSON)

@@ -134,6 +134,13 @@ class IrisClassifier:
         self.prediction_log = PredictionLog(self.version)
         self.ground_truth = Feedback.from_environment(monitor_dir(), feedback_labels_total, feedback_rejected_total)
         self.remember = self.ground_truth.recent.remember  # request id -> species, for /feedback's "correct"
+        # Every label series at 0 from the start: increase() never counts a series' first sample.
+        for predicted in (*SPECIES, "unknown"):
+            for actual in SPECIES:
+                correct = "unknown" if predicted == "unknown" else str(predicted == actual).lower()
+                feedback_labels_total.labels(predicted=predicted, actual=actual, correct=correct)
+        for reason in ("conflict", "unauthorized", "rate_limited"):
+            feedback_rejected_total.labels(reason=reason)
         self.v2 = v2.OpenInference(
             version=self.model.tag.version,
             backend=self.predictor.backend,

@@ -4,7 +4,7 @@ The serving layer writes them (iris_classifier.serving.prediction_log and .feedb
 live-accuracy report and the retraining job read them. Only the layout lives here, so readers need not
 import the server.
 
-    $IRIS_MONITOR_DIR/iris_predictions/data/data.<worker>.log[.N]   one JSON line per classified flower
+    $IRIS_MONITOR_DIR/iris_predictions/data/data.<host>.<worker>.log[.N]   one JSON line per classified flower
     $IRIS_MONITOR_DIR/feedback/labels.<host>.<pid>.jsonl             one JSON line per accepted label
 """
 

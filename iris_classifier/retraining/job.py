@@ -13,7 +13,8 @@
 Always: reports/retrain.json (the decision) and reports/retrain.html (Evidently's classification report).
 
 Exit status: 0 when a decision was recorded (either one), 1 when none could be made (too few labels, no
-prediction log, no model), 2 when the work tree is not clean enough to commit a promotion.
+prediction log, no model), 2 when tracked files have uncommitted changes (a promotion commits). Through
+make, any non-zero status is make's 2.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from iris_classifier.registry.versions import (
 )
 from iris_classifier.retraining.decision import Scores, decide
 
+MODEL_FILE = "models/iris_classifier.bentomodel"  # the registry's artifact path (dvc.yaml `artifacts:`)
 # What a retrain changes in git; restored from HEAD when the challenger is rejected.
 PIPELINE_RECORDS = ("dvc.lock", "reports/metrics.json", "reports/confusion.csv", "reports/feedback.json")
 
@@ -119,17 +121,16 @@ def champion(root: Path) -> Contender:
             raise CannotDecide(f"no champion: nothing in production and no pipeline model ({error})") from error
         return Contender("champion", str(model.tag), None, Predictor.from_dir(Path(model.path)))
     version, commit, _, _ = held
-    card = ModelCard.from_dict(json.loads(git("show", f"{commit}:models/model.json", root=root)))
+    import dvc.api
+
+    # models/ is DVC's (gitignored): the card and the export at that commit come from the DVC cache or remote.
+    card = ModelCard.from_dict(json.loads(dvc.api.read("models/model.json", repo=str(root), rev=commit)))
     try:
         bentoml.models.get(card.tag)
     except bentoml.exceptions.NotFound:
-        import dvc.api
-
         with tempfile.TemporaryDirectory() as folder:
             exported = Path(folder) / "champion.bentomodel"
-            exported.write_bytes(
-                dvc.api.read("models/iris_classifier.bentomodel", repo=str(root), rev=commit, mode="rb")
-            )
+            exported.write_bytes(dvc.api.read(MODEL_FILE, repo=str(root), rev=commit, mode="rb"))
             bentoml.models.import_model(str(exported))
     return Contender("champion", card.tag, version, predictor_of(card.tag))
 
@@ -148,8 +149,11 @@ def restore(root: Path) -> None:
     run([tool("dvc"), "checkout", "--quiet"], root=root, check=False)
 
 
-def html_report(champion: Contender, challenger: Contender, recent: pd.DataFrame, path: Path) -> None:
-    """Evidently's classification report on the recent held-out labels: challenger (current) vs champion."""
+def html_report(champion: Contender, challenger: Contender, judged: pd.DataFrame, path: Path) -> None:
+    """Evidently's classification report on both judging sets: challenger (current) vs champion (reference).
+
+    The original held-out split is included so every species is present (recent labels may hold one).
+    """
     from evidently import DataDefinition, Dataset, MulticlassClassification, Report
     from evidently.presets import ClassificationPreset
 
@@ -160,8 +164,8 @@ def html_report(champion: Contender, challenger: Contender, recent: pd.DataFrame
     )
 
     def dataset(contender: Contender) -> Any:
-        frame = recent[[*FEATURES, TARGET]].copy()
-        frame["prediction"] = contender.predicted(recent)
+        frame = judged[[*FEATURES, TARGET]].copy()
+        frame["prediction"] = contender.predicted(judged)
         return Dataset.from_pandas(frame, data_definition=definition)
 
     snapshot = Report([ClassificationPreset()]).run(current_data=dataset(challenger), reference_data=dataset(champion))
@@ -175,12 +179,16 @@ def retrain(*, root: Path = ROOT, log_dir: Path | None = None, report_path: Path
 
     log_dir = (log_dir or monitor_dir()).resolve()
     report_path = report_path or root / RETRAIN_JSON.relative_to(ROOT)
+    report_path.unlink(missing_ok=True)  # an old decision must never be read as this run's
+    report_path.with_suffix(".html").unlink(missing_ok=True)
     params = load_params(path=root / "params.yaml")
     if git("status", "--porcelain", "--untracked-files=no", root=root):
-        raise SystemExit(
+        print(
             "retrain: refused (clean working tree): a promotion commits dvc.lock and the reports; "
-            "commit or stash your changes first"
+            "commit or stash your changes to tracked files first",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
     defender = champion(root)
     print(f"retrain: champion {defender.tag} ({defender.version or 'the pipeline model: nothing in production'})")
 
@@ -223,7 +231,13 @@ def retrain(*, root: Path = ROOT, log_dir: Path | None = None, report_path: Path
     )
     if decision == "promoted" and not gate_passed:  # the evaluate stage refused it: never stage it
         decision, reasons = "rejected", ["the evaluate stage failed (see its output above)", *reasons]
-    html_report(defender, challenger, recent, report_path.with_suffix(".html"))
+    html_path = report_path.with_suffix(".html")
+    try:
+        html_report(defender, challenger, pd.concat([original, recent], ignore_index=True), html_path)
+        html_error = None
+    except Exception as error:  # the decision never depends on the picture of it
+        html_error = f"{type(error).__name__}: {error}"
+        html_path.write_text(f"<html><body><p>The Evidently report failed: {html_error}</p></body></html>\n")
     report: dict[str, Any] = {
         "decision": decision,
         "reasons": reasons,
@@ -235,8 +249,10 @@ def retrain(*, root: Path = ROOT, log_dir: Path | None = None, report_path: Path
         "train_rows_from_feedback": feedback["train_rows"],
         "holdout_rows": feedback["holdout_rows"],
         "monitor_dir": str(log_dir),
-        "html": str(report_path.with_suffix(".html")),
+        "html": str(html_path),
     }
+    if html_error:
+        report["html_error"] = html_error
     if decision == "promoted":
         version = next_minor(root)
         run(["git", "add", "--", *PIPELINE_RECORDS], root=root)
@@ -244,8 +260,7 @@ def retrain(*, root: Path = ROOT, log_dir: Path | None = None, report_path: Path
             ["git", "commit", "--quiet", "-m", f"Retrain: {card.tag} on {feedback['labels_used']} labels (staging)"],
             root=root,
         )
-        release(version, root=root)
-        promote(version, "staging", root=root)
+        report["tags"] = [release(version, root=root), promote(version, "staging", root=root)]
         report["version"] = f"v{version}"
         report["challenger"]["version"] = f"v{version}"
         report["commit"] = git("rev-parse", "HEAD", root=root)
@@ -269,14 +284,44 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def push(branch: str, *, root: Path = ROOT, report_path: Path | None = None) -> list[str]:
+    """After a promotion: the retrain commit to `branch`, then its release and staging tags (Jenkinsfile.retrain)."""
+    report_path = report_path or root / RETRAIN_JSON.relative_to(ROOT)
+    try:
+        report = json.loads(report_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise CannotDecide(f"no readable {report_path.name}: run `make retrain` first") from None
+    head = git("rev-parse", "HEAD", root=root)
+    if report.get("decision") != "promoted":
+        raise CannotDecide(f"the last retrain decided {report.get('decision')!r}, not 'promoted': nothing to push")
+    if report.get("commit") != head:
+        raise CannotDecide(f"the promoted commit {str(report.get('commit'))[:12]} is not HEAD ({head[:12]})")
+    pushed = [f"HEAD:refs/heads/{branch}", *report["tags"]]
+    for ref in pushed:
+        run(["git", "push", "origin", ref], root=root)
+    return pushed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-dir", type=Path, default=None, help="default: IRIS_MONITOR_DIR or .monitor/")
+    parser.add_argument("--push", metavar="BRANCH", help="push a promotion's commit to BRANCH and its tags, then stop")
     args = parser.parse_args(argv)
+    if args.push is not None:
+        if not args.push:
+            print("retrain-push: name the branch: make retrain-push BRANCH=main", file=sys.stderr)
+            return 2
+        try:
+            print("retrain-push: pushed " + ", ".join(push(args.push)))
+        except CannotDecide as error:
+            print(f"retrain-push: refused: {error}", file=sys.stderr)
+            return 1
+        return 0
     try:
         report = retrain(log_dir=args.log_dir)
     except CannotDecide as error:
         print(f"retrain: no decision: {error}", file=sys.stderr)
+        write_report({"decision": "none", "reasons": [str(error)]}, RETRAIN_JSON)
         return 1
     print(f"retrain: {report['decision']}")
     for reason in report["reasons"]:

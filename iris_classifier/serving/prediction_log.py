@@ -1,7 +1,7 @@
 """The prediction log: every classified flower, recorded through BentoML's monitoring API (`bentoml.monitor`).
 
 Records land as JSON lines in BentoML's own layout (iris_classifier.data.production_log, where readers find it),
-`$IRIS_MONITOR_DIR/iris_predictions/data/data.<worker>.log` (schema beside it in `schema/`), one line
+`$IRIS_MONITOR_DIR/iris_predictions/data/data.<host>.<worker>.log` (schema beside it in `schema/`), one line
 per flower: the four measurements, species, one probability per species, model version, and BentoML's
 `timestamp`, `request_id`, `trace_id`. The request id is the one the service's answer carries (a batch's
 flowers share it, in request order). `IRIS_PREDICTION_LOG=0` turns the log off (for A/B benchmarks).
@@ -23,6 +23,7 @@ import contextvars
 import datetime as dt
 import logging
 import os
+import socket
 import threading
 import time
 import weakref
@@ -110,7 +111,8 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
         **_: Any,
     ) -> None:
         super().__init__(name)
-        worker = bentoml.server_context.worker_index or 0
+        # host and worker in the name: replicas sharing one volume (a ReadWriteMany claim) never share a file
+        worker = f"{socket.gethostname()}.{bentoml.server_context.worker_index or 0}"
         self.data_path = Path(log_path) / name / "data" / f"data.{worker}.log"
         self.schema_path = Path(log_path) / name / "schema" / f"schema.{worker}.log"
         self.flush_records = flush_records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def test_records_one_line_per_flower_in_bentoml_layout(tmp_path):
     assert all(set(r) == FIELDS and r["model_version"] == "iris_classifier:test" for r in records)
     assert [r["request_id"] for r in records[1:]] == ["17", "17"]  # one batch request, under the id it was given
     assert records[0]["request_id"].isdigit() and records[0]["request_id"] != "17"  # in-process: a random one
-    schema = json.loads((tmp_path / "unit_layout" / "schema" / "schema.0.log").read_text())
+    # one file per host and worker, so replicas on a shared volume never write the same file
+    (schema_file,) = (tmp_path / "unit_layout" / "schema").iterdir()
+    assert schema_file.name == f"schema.{socket.gethostname()}.0.log"
+    assert [path.name for path in data_files(tmp_path, "unit_layout")] == [f"data.{socket.gethostname()}.0.log"]
+    schema = json.loads(schema_file.read_text())
     roles = {column["name"]: (column["role"], column["type"]) for column in schema["columns"]}
     assert roles["petal_length"] == ("feature", "numerical") and roles["species"] == ("prediction", "categorical")
 

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, run
 from tests.pipeline.conftest import copy_project, git_env
 
 # DVC outputs and their cache (gitignored); reports/ is tracked by git.
-OUTPUTS = ("data/raw", "data/prepared", "models", ".dvc/cache")
+OUTPUTS = ("data/raw", "data/prepared", "data/feedback", "models", ".dvc/cache")
 
 
 @dataclass

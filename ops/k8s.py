@@ -462,7 +462,10 @@ def deploy(
         digest = publish.verify(reference, Path(public_key), sigstore=sigstore, what="k8s-deploy")
     except publish.PublishFailed as refused:
         raise CheckFailed(f"{refused}\nk8s-deploy: nothing was applied") from None
-    published = recorded(record, reference) if record.exists() else None
+    try:
+        published = recorded(record, reference)
+    except BadRecord as error:
+        raise CheckFailed(f"k8s-deploy: {error}; nothing was applied") from None
     if published and published.digest != digest:
         raise CheckFailed(
             f"k8s-deploy: {reference} now answers {digest}, but {record} recorded {published.digest} when it was "

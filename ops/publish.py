@@ -124,9 +124,10 @@ def check_registry(reference: ImageReference, *, what: str, registry: str | None
         requests.get(url, timeout=10)
     except requests.RequestException as error:
         cause = type(error).__name__ + (": connection refused" if "refused" in str(error).lower() else "")
+        outcome = "Nothing was pushed or recorded." if what == "publish" else "Nothing was verified."
         raise PublishFailed(
             f"{what}: REGISTRY={shown} does not answer at {url} ({cause}); start it (make registry-up prints "
-            "REGISTRY=...) or fix REGISTRY. Nothing was pushed or recorded."
+            f"REGISTRY=...) or fix REGISTRY. {outcome}"
         ) from None
 
 

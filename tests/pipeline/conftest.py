@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, run
 
@@ -29,8 +31,10 @@ def copy_project(destination: Path) -> Path:
 
 
 def git_env() -> dict[str, str]:
+    """This environment as a fresh clone's shell has it, with a git identity: without the IRIS_MONITOR_DIR of the
+    session's servers (tests/conftest.py), so a copy's pipeline reads its own .monitor/ as a clone's would."""
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "IRIS_MONITOR_DIR"},
         "GIT_AUTHOR_NAME": "test",
         "GIT_AUTHOR_EMAIL": "test@127.0.0.1",
         "GIT_COMMITTER_NAME": "test",
@@ -42,5 +46,41 @@ def git_env() -> dict[str, str]:
 def project_copy(tmp_path) -> tuple[Path, dict[str, str]]:
     """(path of the copy, environment whose BentoML home lies inside it)."""
     copy = copy_project(tmp_path / "project")
-    env = {**os.environ, "BENTOML_HOME": str(copy / ".bentoml")}
+    env = {**git_env(), "BENTOML_HOME": str(copy / ".bentoml")}
     return copy, env
+
+
+def stages(root: Path = ROOT) -> list[str]:
+    """The pipeline's stages, in dvc.yaml's order."""
+    return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+
+
+def stage_outputs(root: Path = ROOT) -> list[str]:
+    """Every output dvc.yaml declares (metrics that git tracks are not outputs)."""
+    return [
+        next(iter(out)) if isinstance(out, dict) else out
+        for stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
+        for out in stage.get("outs", [])
+    ]
+
+
+@pytest.fixture(scope="session")
+def rebuilt_project(tmp_path_factory) -> tuple[Path, str]:
+    """A fresh copy without outputs or a DVC remote on which `make pipeline` rebuilt everything from the bundled
+    dataset: (its path, what make printed). The one rebuild from scratch of a run's worker (about a minute of CPU);
+    each test gets a copy of it (`rebuilt_copy`)."""
+    copy = copy_project(tmp_path_factory.mktemp("rebuilt") / "project")
+    present = [name for name in [*stage_outputs(copy), ".dvc-remote"] if (copy / name).exists()]
+    assert not present, f"a fresh copy already holds {present}"
+    env = {**git_env(), "BENTOML_HOME": str(copy / ".bentoml")}
+    first = run(["make", "-s", "pipeline", f"VENV={ROOT / '.venv'}"], cwd=copy, env=env)
+    return copy, first.stdout
+
+
+@pytest.fixture()
+def rebuilt_copy(rebuilt_project, tmp_path) -> tuple[Path, dict[str, str], str]:
+    """(a copy of `rebuilt_project` of this test's own, environment with its own BentoML home, make's output)."""
+    source, first_output = rebuilt_project
+    copy = tmp_path / "project"
+    shutil.copytree(source, copy, symlinks=True)
+    return copy, {**git_env(), "BENTOML_HOME": str(copy / ".bentoml")}, first_output

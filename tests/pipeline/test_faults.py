@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import resource
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from iris_classifier.harness.servers import Server
 from tests.conftest import ROOT, run
+from tests.pipeline.conftest import stages
 
 PREPARED = ["data/prepared/standardized.csv", "data/prepared/train.csv", "data/prepared/test.csv"]
 
@@ -36,9 +37,8 @@ def test_model_missing_from_the_store_refuses_to_start_and_names_the_make_target
     server.start(wait_ready=0)
     server_home = server.home
     try:
-        deadline = time.monotonic() + 90
-        while server.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(timeout=90)
         assert server.process.poll() is not None and server.process.returncode != 0
     finally:
         server.stop()
@@ -49,13 +49,11 @@ def test_model_missing_from_the_store_refuses_to_start_and_names_the_make_target
 
 
 @pytest.mark.slow
-def test_fresh_clone_without_remote_rebuilds_then_repairs_tampered_and_corrupted_data(project_copy):
-    copy, env = project_copy
+def test_fresh_clone_without_remote_rebuilds_then_repairs_tampered_and_corrupted_data(rebuilt_copy):
+    copy, env, first = rebuilt_copy  # `make pipeline` ran on a fresh copy without outputs or remote
     make = ["make", "-s", "pipeline", f"VENV={ROOT / '.venv'}"]
-    assert not (copy / ".dvc-remote").exists()
-    first = run(make, cwd=copy, env=env)
-    for stage in ("load", "prepare", "train", "evaluate"):
-        assert f"Running stage '{stage}'" in first.stdout  # rebuilt from the bundled dataset
+    for stage in stages(copy):
+        assert f"Running stage '{stage}'" in first  # rebuilt from the bundled dataset
     for name in PREPARED:
         assert md5(copy / name) == lock_md5(copy, "prepare", name)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, run
+from tests.pipeline.conftest import copy_project, git_env
 
 
 def network_isolation() -> tuple[list[str] | None, str]:
@@ -65,6 +68,22 @@ def workspace(root) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def gdrive_project(tmp_path_factory) -> Path:
+    """A copy of the project whose gdrive remote names a folder (`dvc remote modify`, once per worker)."""
+    copy = copy_project(tmp_path_factory.mktemp("gdrive") / "project")
+    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=git_env())
+    return copy
+
+
+@pytest.fixture()
+def gdrive_copy(gdrive_project, tmp_path) -> tuple[Path, dict[str, str]]:
+    """(a copy of `gdrive_project` of this test's own, environment with its own BentoML home)."""
+    copy = tmp_path / "project"
+    shutil.copytree(gdrive_project, copy, symlinks=True)
+    return copy, {**git_env(), "BENTOML_HOME": str(copy / ".bentoml")}
+
+
 def test_drive_plugin_imports_with_the_locked_crypto_stack():
     # The trap in CI-MACHINE.md: pyOpenSSL 22 + cryptography 50 broke this import.
     run(
@@ -77,9 +96,8 @@ def test_drive_plugin_imports_with_the_locked_crypto_stack():
 
 
 @pytest.mark.skipif(NO_NETWORK is None, reason=NO_NETWORK_REASON)
-def test_fake_key_fails_at_authentication_not_at_import(project_copy):
-    copy, env = project_copy
-    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+def test_fake_key_fails_at_authentication_not_at_import(gdrive_copy):
+    copy, env = gdrive_copy
     env = {**env, "GDRIVE_CREDENTIALS_DATA": fake_service_account_key()}
     before = workspace(copy)
     # A private network namespace: the token request cannot leave this process's loopback.
@@ -102,9 +120,8 @@ def test_fake_key_fails_at_authentication_not_at_import(project_copy):
         ('["a list"]', "is not a JSON object"),
     ],
 )
-def test_make_pull_without_usable_credentials_says_what_to_set(project_copy, credentials, expected):
-    copy, env = project_copy
-    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+def test_make_pull_without_usable_credentials_says_what_to_set(gdrive_copy, credentials, expected):
+    copy, env = gdrive_copy
     env = {k: v for k, v in env.items() if k != "GDRIVE_CREDENTIALS_DATA"}
     if credentials is not None:
         env["GDRIVE_CREDENTIALS_DATA"] = credentials
@@ -127,10 +144,9 @@ def test_unset_drive_folder_names_the_make_target():
 
 @pytest.mark.skipif(NO_NETWORK is None, reason=NO_NETWORK_REASON)
 @pytest.mark.parametrize("credentials", [None, "{not json", "well-formed fake key"])
-def test_an_explicit_remote_that_cannot_serve_stops_the_pipeline_before_training(project_copy, credentials):
+def test_an_explicit_remote_that_cannot_serve_stops_the_pipeline_before_training(gdrive_copy, credentials):
     """DVC_REMOTE=gdrive is a contract: no key, a malformed key or a rejected key all stop `make pipeline`."""
-    copy, env = project_copy
-    run(["dvc", "remote", "modify", "gdrive", "url", "gdrive://iris-test-folder"], cwd=copy, env=env)
+    copy, env = gdrive_copy
     env = {k: v for k, v in env.items() if k != "GDRIVE_CREDENTIALS_DATA"}
     if credentials == "well-formed fake key":
         credentials = fake_service_account_key()

@@ -44,6 +44,7 @@ def test_the_venv_itself_sets_the_project_store_and_telemetry_off():
     assert chosen["BENTOML_HOME"] == "/tmp/elsewhere"
 
 
+@pytest.mark.xdist_group("bentoml-store")  # lists the store other tests write to (make test: xdist)
 def test_bentoml_models_list_shows_the_pipelines_model(pipeline_ready):
     listed = json.loads(run(["bentoml", "models", "list", "-o", "json"], env=users_shell()).stdout)
     assert ModelCard.read().tag in [entry["tag"] for entry in listed]

@@ -74,10 +74,16 @@ def test_restart_policy_brings_a_service_killed_mid_load_back(container):
             else:
                 outcomes.append("right" if response.json().get("species") == "virginica" else "wrong species")
 
+    def wait_for_a_right_answer(after: int, timeout: float = 30) -> None:
+        """Until the client has had a right answer past its first `after` outcomes (polled, not slept)."""
+        deadline = time.monotonic() + timeout
+        while "right" not in outcomes[after:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     client = threading.Thread(target=load)
     client.start()
     try:
-        time.sleep(1)
+        wait_for_a_right_answer(after=0)  # the client is classifying when the crash comes
         # SIGKILL to the service's main process, as a crash would: the child of the container's init
         # (run-image starts it with --init). From inside the container, so an ordinary agent user may do it.
         docker("exec", CONTAINER, "sh", "-c", "kill -KILL $(cut -d' ' -f1 /proc/1/task/1/children)")
@@ -100,7 +106,7 @@ def test_restart_policy_brings_a_service_killed_mid_load_back(container):
             time.sleep(0.2)
         # While the new process loads the model, /readyz is not 200 (refused or 503), then it is.
         assert answers_before_ready
-        time.sleep(1)
+        wait_for_a_right_answer(after=len(outcomes))  # and the client is answered again
     finally:
         stop.set()
         client.join(timeout=10)

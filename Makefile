@@ -24,7 +24,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
+        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ bench: bento ## serving benchmark, contenders alternated (needs wrk): writes doc
 
 loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers checked; LOADTEST_SECONDS=10 for short
 	$(PY) -m bench.loadtest --seconds $(or $(LOADTEST_SECONDS),60)
+
+mlserver-venv: install ## MLServer + its scikit-learn runtime in .venv-mlserver (bench/mlserver/requirements.lock): make bench's contender
+	$(PY) -m bench.mlserver_contender install
 
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency

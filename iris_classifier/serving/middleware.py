@@ -1,24 +1,39 @@
-"""ASGI middlewares of the service: the request guard (size, JSON only) and the response-start timeout."""
+"""ASGI middlewares of the service: the request guard (size, JSON only) and the response-start timeout (which also
+gives BentoML's own concurrency refusal a Retry-After), and the counter of refused (shed) requests."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import json
-from http import HTTPStatus
 from typing import Any
 
-from bentoml.exceptions import BentoMLException
+from prometheus_client import Counter
 
 # A full batch of 10,000 flowers is about 900 kB of JSON; 2 MiB leaves room for formatting.
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# Seconds a refused client is asked to wait (Retry-After): a 10,000-flower batch is answered in ~0.1 s.
+RETRY_AFTER_SECONDS = 1
+SHED_REASONS = ("flowers_in_flight", "memory_pressure", "max_concurrency")
+
+requests_shed_total = Counter(
+    name="iris_requests_shed_total",
+    documentation="Requests refused at once because the worker could not hold them (503 or 429, with Retry-After), "
+    "by reason: flowers_in_flight (the admission budget), memory_pressure (the pod's working set near its limit), "
+    "max_concurrency (BentoML's traffic.max_concurrency)",
+    labelnames=["reason"],
+)
+for _reason in SHED_REASONS:  # every series at 0 from the start: increase() never counts a series' first sample
+    requests_shed_total.labels(reason=_reason)
 
 
-async def send_json(send: Any, status: int, payload: dict[str, Any]) -> None:
+async def send_json(
+    send: Any, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """Answer an ASGI request with a small JSON body, from a middleware."""
     body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or ())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -33,6 +48,9 @@ class ResponseStartTimeout:
     time: resident memory climbs for the first `timeout` seconds of load. Here the timer runs in an
     empty context and is cancelled as soon as the request is answered; a request whose handler fails
     before answering is released at once instead of waiting out the timeout.
+
+    It is the outermost of the project's middlewares, so it also sees BentoML's own `traffic.max_concurrency`
+    refusal (a 429 without Retry-After): it adds the header and counts the request as shed.
     """
 
     def __init__(self, app: Any, timeout: float) -> None:
@@ -57,6 +75,8 @@ class ResponseStartTimeout:
 
         async def send_and_note(message: Any) -> None:
             answered()
+            if message["type"] == "http.response.start" and message["status"] == 429:
+                message = with_retry_after(message)
             await send(message)
 
         timer = loop.call_later(self.timeout, self._expire, waiter, context=contextvars.Context())
@@ -73,20 +93,28 @@ class ResponseStartTimeout:
         await task
 
 
-class BodyTooLarge(BentoMLException):
-    """A chunked body grew past the limit (BentoML answers it with this status and message)."""
-
-    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+def with_retry_after(start: dict[str, Any]) -> dict[str, Any]:
+    """A 429 response start with a Retry-After: BentoML's MaxConcurrencyMiddleware sends none (then the request
+    is counted as shed); one that has it (the feedback rate limit) is left as it is."""
+    headers = list(start.get("headers", ()))
+    if any(name.lower() == b"retry-after" for name, _ in headers):
+        return start
+    requests_shed_total.labels(reason="max_concurrency").inc()
+    return {**start, "headers": [*headers, (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]}
 
 
 class RequestGuard:
-    """Refuse, before BentoML reads a body: one over max_bytes (413), and a POST body that is not JSON (415).
+    """Refuse, before the app reads a body: one over max_bytes (413), and a POST body that is not JSON (415).
 
-    Bodies are refused before they are read into memory. A declared Content-Length is enforced by the
-    HTTP parser, so only a chunked body (Transfer-Encoding wins over Content-Length) is counted as it
-    arrives. POST bodies must be JSON because BentoML would otherwise try its multipart or pickle
-    readers (a multipart type without a boundary ends in a 500); a request without a Content-Type is
-    read as JSON, as BentoML does. One middleware with one pass over the headers: it runs per request.
+    A declared Content-Length over the limit is refused before any of the body is read. A chunked body
+    (Transfer-Encoding wins over Content-Length) has no declared size, so it is read here, counted as it
+    arrives, and refused (413, the same JSON object) as soon as it passes the limit; under the limit it is
+    handed to the app as it came. So every route answers an oversized body alike, however it was sent: an
+    error raised from inside the app's `receive` would reach BentoML's typed routes (which answer a JSON
+    list) and FastAPI's V2 routes (a 500) differently. POST bodies must be JSON because BentoML would
+    otherwise try its multipart or pickle readers (a multipart type without a boundary ends in a 500); a
+    request without a Content-Type is read as JSON, as BentoML does. One middleware with one pass over
+    the headers: it runs per request.
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -122,18 +150,23 @@ class RequestGuard:
         if length is not None and length > self.max_bytes:
             await send_json(send, 413, self._too_large())
             return
-        if length is not None and not chunked:
+        if not chunked:  # no body, or one whose declared length the HTTP parser holds it to
             await self.app(scope, receive, send)
             return
-        received = 0
-
-        async def counting_receive() -> Any:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self._too_large()["error"])
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await send_json(send, 413, self._too_large(), [(b"connection", b"close")])
+                return
+            if not message.get("more_body", False):
+                break
+        whole: list[Any] = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Any:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)

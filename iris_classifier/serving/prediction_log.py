@@ -9,10 +9,12 @@ flowers share it, in request order). `IRIS_PREDICTION_LOG=0` turns the log off (
 BentoML's DefaultMonitor writes every record through `logging` with a flush per line, on the request
 path. `BufferedMonitor` keeps the same layout and fields but only queues the record there; a
 background thread writes the queue every `flush_seconds` (or sooner once `flush_records` wait), so a
-request pays for an append, not for JSON and a write. The first record goes through `bentoml.monitor`,
-which makes the monitor (or finds the one made before under that name) and teaches it the columns; from
-then on a flower is queued as one tuple and a batch as its columns, without bentoml.monitor's per-call
-machinery (~5 us instead of ~40 us per request).
+request pays for an append, not for JSON and a write. The queue is bounded (`max_pending` records): when the
+writer falls behind that far, new records are dropped, never waited for, and counted in
+`iris_prediction_log_dropped_total{reason="queue_full"}` (records that cannot be written: reason "unwritable").
+The first record goes through `bentoml.monitor`, which makes the monitor (or finds the one made before under
+that name) and teaches it the columns; from then on a flower is queued as one tuple and a batch as its
+columns, without bentoml.monitor's per-call machinery (~5 us instead of ~40 us per request).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import bentoml
 import numpy as np
 import orjson
+from prometheus_client import Counter
 
 from iris_classifier.data.production_log import MONITOR_NAME, monitor_dir
 from iris_classifier.domain.schema import FEATURES, SPECIES
@@ -51,6 +54,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 ROW_KEYS = tuple(name for name, _, _ in COLUMNS)
 
 logger = logging.getLogger(__name__)
+
+# Records queued for the writer at most: ~10 full batches, ~7 MB as batch columns (~34 MB as single flowers).
+MAX_PENDING_RECORDS = 100_000
+dropped_total = Counter(
+    name="iris_prediction_log_dropped_total",
+    documentation="Prediction log records (flowers) dropped, by reason: queue_full (the writer fell more than "
+    "MAX_PENDING_RECORDS behind; the request never waits), unwritable (the log's folder cannot be written)",
+    labelnames=["reason"],
+)
+for _reason in ("queue_full", "unwritable"):  # at 0 from the start: increase() never counts a first sample
+    dropped_total.labels(reason=_reason)
 
 # The id of the record this log is logging in a `bentoml.monitor` block (MonitorBase hands export_data the
 # values only); per thread and task, as two first records may be logged at once.
@@ -107,7 +121,7 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
         flush_seconds: float = 1.0,
         max_bytes: int = 64 * 2**20,
         backup_count: int = 5,
-        max_pending: int = 1_000_000,
+        max_pending: int = MAX_PENDING_RECORDS,
         **_: Any,
     ) -> None:
         super().__init__(name)
@@ -120,10 +134,13 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self.keys: tuple[str, ...] | None = None  # the columns, in order, once the first record taught them
-        # (timestamp, request id, trace id, a row tuple or a list of columns) per request; deque appends and
-        # pops are thread-safe.
-        self.pending: collections.deque[tuple[float, str, int, Any]] = collections.deque(maxlen=max_pending)
-        self.queued = 0  # records queued since the last flush (a hint; the flush reads the deque)
+        # (timestamp, request id, trace id, a row tuple or a list of columns) per request, `queued` records in all,
+        # at most `max_pending`; the queue lock is held for an append, or for the writer to take the whole queue.
+        self.pending: collections.deque[tuple[float, str, int, Any]] = collections.deque()
+        self.queued = 0
+        self.max_pending = max_pending
+        self.queue_lock = threading.Lock()
+        self.dropped_full = 0  # records refused because the queue was full
         self.write_lock = threading.Lock()
         self.wake = threading.Event()
         self.failed = False
@@ -176,8 +193,17 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
 
     def _queue(self, data: tuple[Any, ...] | list[Sequence[Any]], records: int, request_id: str) -> None:
         # The trace id is read here, on the request's path; the time is formatted by the writer thread.
-        self.pending.append((time.time(), request_id, bentoml_compat.trace_id(), data))
-        self.queued += records
+        entry = (time.time(), request_id, bentoml_compat.trace_id(), data)
+        with self.queue_lock:
+            full = self.queued + records > self.max_pending
+            if not full:
+                self.pending.append(entry)
+                self.queued += records
+        if full:
+            self.dropped_full += records
+            dropped_total.labels(reason="queue_full").inc(records)
+            self.wake.set()
+            return
         if self.queued >= self.flush_records:
             self.wake.set()
 
@@ -195,7 +221,9 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
     def flush(self) -> int:
         """Write what is queued, in order; returns the number of records written."""
         with self.write_lock:
-            if not self.pending:
+            with self.queue_lock:  # the whole queue at once: requests append to a fresh one meanwhile
+                taken, self.pending, self.queued = self.pending, collections.deque(), 0
+            if not taken:
                 return 0
             keys = self.keys or ()
             columns: list[list[Any]] = [[] for _ in keys]  # per column, the value chunks of consecutive records
@@ -208,8 +236,8 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
                     chunks.append(values)
                 rows.clear()
 
-            while self.pending:
-                stamp, request_id, trace_id, data = self.pending.popleft()
+            while taken:
+                stamp, request_id, trace_id, data = taken.popleft()
                 whole = int(stamp)
                 if whole not in seconds:
                     seconds[whole] = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -227,10 +255,9 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
                     tails.extend([tail] * len(data[0]))
             if rows:
                 rows_to_columns()
-            self.queued = 0
             count = len(tails)
             if self.failed:
-                self.dropped += count
+                self._drop_unwritable(count)
                 return 0
             try:
                 lines = json_lines(keys, columns, tails)
@@ -240,7 +267,7 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
                     data_file.write(lines)
             except OSError as error:
                 self._give_up(error)
-                self.dropped += count
+                self._drop_unwritable(count)
                 return 0
             self.written += count
             return count
@@ -253,6 +280,10 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
             if older.exists():
                 older.replace(self.data_path.with_name(f"{self.data_path.name}.{number + 1}"))
         self.data_path.replace(self.data_path.with_name(f"{self.data_path.name}.1"))
+
+    def _drop_unwritable(self, count: int) -> None:
+        self.dropped += count
+        dropped_total.labels(reason="unwritable").inc(count)
 
     def _give_up(self, error: OSError) -> None:
         """An unwritable log never fails a request: say so once, then drop records."""
@@ -353,6 +384,11 @@ class PredictionLog:
     def dropped(self) -> int:
         """Records that could not be written (an unwritable folder) and were dropped."""
         return self._monitor.dropped if self._monitor is not None else 0
+
+    @property
+    def dropped_full(self) -> int:
+        """Records dropped because the writer's queue was full."""
+        return self._monitor.dropped_full if self._monitor is not None else 0
 
     def flush(self) -> int:
         """Write what is queued now (tests, shutdown); returns the number of records written."""

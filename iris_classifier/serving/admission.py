@@ -1,0 +1,390 @@
+"""Admission control: how many flowers this worker may hold in flight (a budget from the pod's memory limit), and
+the middleware that refuses at once, with 503 and Retry-After, a many-flower request that would go over it.
+
+Why flowers and not requests: BentoML's `traffic.max_concurrency` counts requests, and a 10,000-flower batch
+holds ~10,000 times the memory of a one-flower request (its body, the parsed flowers, one answer object per
+flower, the JSON answer, the prediction log's columns). Requests to the many-flower routes (/classify_batch,
+V2 infer) are charged, before their body is read, the most flowers a body of that size can carry
+(Content-Length over the route's densest valid encoding of a flower, at most MAX_BATCH_FLOWERS; a chunked
+body, whose size is not known, the most), and the charge is held until the answer is sent. A request that
+would take the flowers in flight over the budget is refused; so is any batch while the pod's working set is
+already near its limit (what the budget's model did not foresee: fragmentation, the web UI's build, files in
+memory). Nothing of a refused request has been read or processed. One-flower requests keep flowing: batches
+may fill the budget only up to a small reserve that small requests can still use.
+
+The budget (`PodMemory.budget`): the cgroup's memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`;
+no limit: the host's memory), less what the pod uses when the worker is ready, less the prediction log's
+files when they live in memory (tmpfs: Docker's `--tmpfs`, an `emptyDir` with `medium: Memory`), less a
+headroom, divided by the memory one flower in flight costs (measured by `make bench-memory`) and by the
+number of workers. Environment: IRIS_ADMISSION_FLOWERS sets the budget, IRIS_FLOWER_COST_BYTES the cost,
+IRIS_ADMISSION=off turns refusing off (the in-flight gauge still counts; to reproduce what happens without it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from prometheus_client import Gauge
+
+from iris_classifier.domain.schema import FEATURES, MAX_BATCH_FLOWERS
+from iris_classifier.serving.middleware import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, requests_shed_total, send_json
+
+logger = logging.getLogger("bentoml.iris_classifier.admission")  # under "bentoml": in the server's log
+
+SWITCH_ENV = "IRIS_ADMISSION"  # "off": nothing is refused
+BUDGET_ENV = "IRIS_ADMISSION_FLOWERS"
+COST_ENV = "IRIS_FLOWER_COST_BYTES"
+LOG_MEMORY_ENV = "IRIS_PREDICTION_LOG_MAX_MB"  # the prediction log's files, all rotations together
+
+# Memory one flower in flight costs the worker, /classify_batch being the dearest route: `make bench-memory`
+# measured ~1.2 kB of resident memory per flower (10,000-flower batches held in flight in the production
+# image, docs/benchmarks.md); rounded up for the allocator's fragmentation under a long flood.
+FLOWER_COST_BYTES = 2048
+# Batches may fill the budget only up to this many flowers short of it: what one-row requests can still use.
+SMALL_RESERVE_FLOWERS = 2_000
+SMALL_REQUEST_FLOWERS = 64  # a request charged at most this many flowers is small
+NO_LIMIT_MAX_FLOWERS = 1_000_000  # without a memory limit: generous, but finite
+MIN_HEADROOM_BYTES = 64 * 2**20
+# The prediction log's files by default (BufferedMonitor: 64 MiB, 5 rotations): on a memory-backed volume
+# they get at most a quarter of the limit.
+LOG_FILE_BYTES, LOG_BACKUPS = 64 * 2**20, 5
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}
+PRESSURE_READ_SECONDS = 0.1  # the working set is read at most this often (two small files)
+
+# The densest valid encoding of one flower per route, in bytes: a body of N bytes carries at most N / this.
+BATCH_FLOWER_BYTES = len('{"sepal_length":1,"sepal_width":1,"petal_length":1,"petal_width":1},')  # 68
+V2_FLOWER_BYTES = 2 * len(FEATURES)  # "1,1,1,1," as a flat tensor
+
+flowers_in_flight = Gauge(
+    name="iris_admission_flowers_in_flight",
+    documentation="Flowers of admitted many-flower requests (/classify_batch, V2 infer) not yet answered, summed "
+    "over the pod's workers",
+    multiprocess_mode="livesum",
+)
+budget_flowers = Gauge(
+    name="iris_admission_budget_flowers",
+    documentation="Flowers the pod's workers may hold in flight (the admission budget, from the memory limit); "
+    "0 when admission is off",
+    multiprocess_mode="livesum",
+)
+
+
+# ---- the pod's memory, as its cgroup and its mounts say ----
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """The memory controller of this process's cgroup: v2 (unified) or v1's memory hierarchy."""
+
+    directory: Path
+    version: int
+
+    @classmethod
+    def find(cls, root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")) -> Cgroup | None:
+        try:
+            lines = membership.read_text().splitlines()
+        except OSError:
+            lines = []
+        if (root / "cgroup.controllers").exists():  # v2
+            path = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), "/")
+            for directory in (root / path.lstrip("/"), root):  # in a cgroup namespace, its root is ours
+                if (directory / "memory.max").exists():
+                    return cls(directory, 2)
+            return None
+        if (root / "memory").is_dir():  # v1
+            path = next((line.split(":", 2)[2] for line in lines if ":memory:" in line), "/")
+            for directory in (root / "memory" / path.lstrip("/"), root / "memory"):
+                if (directory / "memory.limit_in_bytes").exists():
+                    return cls(directory, 1)
+        return None
+
+    @property
+    def limit_file(self) -> str:
+        return "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+
+    def limit(self) -> int | None:
+        """The limit in bytes; None for none (v2 "max"; v1 an unlimited value, at least the host's memory)."""
+        text = (self.directory / self.limit_file).read_text().strip()
+        if text == "max":
+            return None
+        value = int(text)
+        return None if value >= psutil.virtual_memory().total else value
+
+    def working_set(self) -> int:
+        """Usage less inactive file pages (what the kubelet calls the working set): what cannot be reclaimed soon."""
+        usage_file, inactive = ("memory.current", "inactive_file") if self.version == 2 else (
+            "memory.usage_in_bytes", "total_inactive_file"
+        )  # fmt: skip
+        usage = int((self.directory / usage_file).read_text())
+        for line in (self.directory / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive:
+                return usage - int(value)
+        return usage
+
+
+def memory_backed(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether files under `path` live in memory (its mount is tmpfs or ramfs): they count toward the limit."""
+    target = str(path.resolve())
+    best, fstype = "", ""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        mount_point = fields.split(" ")[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, fstype = mount_point, rest.split(" ")[0]
+    return fstype in MEMORY_FILESYSTEMS
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 when there is none)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many flowers one worker may hold in flight, and what that was derived from (all bytes)."""
+
+    flowers: int | None  # None: refusing is off
+    limit_bytes: int
+    limit_source: str
+    baseline_bytes: int
+    log_bytes: int
+    headroom_bytes: int
+    flower_cost_bytes: int
+    workers: int
+    how: str
+
+    def describe(self) -> str:
+        mib = 2**20
+        if self.flowers is None:
+            return f"admission: off ({SWITCH_ENV}=off): nothing is refused; flowers in flight are still counted"
+        derived = (
+            f"({self.limit_bytes / mib:,.0f} MiB {self.limit_source} - {self.baseline_bytes / mib:,.0f} MiB in use "
+            f"- {self.log_bytes / mib:,.0f} MiB prediction log in memory - {self.headroom_bytes / mib:,.0f} MiB "
+            f"headroom) / {self.flower_cost_bytes:,} bytes per flower / {self.workers} worker(s)"
+        )
+        return f"admission: {self.flowers:,} flowers in flight per worker ({self.how}: {derived})"
+
+
+def derive_flowers(*, limit: int, baseline: int, log_bytes: int, headroom: int, cost: int, workers: int) -> int:
+    """What fits: the limit less what is in use, the log in memory and the headroom, per flower and per worker;
+    at least one full batch (a pod too small even for that still serves them, one at a time)."""
+    spare = limit - baseline - log_bytes - headroom
+    return max(MAX_BATCH_FLOWERS, spare // cost // max(1, workers))
+
+
+def headroom_for(limit: int) -> int:
+    return max(MIN_HEADROOM_BYTES, limit // 10)
+
+
+@dataclass(frozen=True)
+class PodMemory:
+    """The memory limit this worker lives under, and whether the prediction log's folder is in memory."""
+
+    cgroup: Cgroup | None
+    limit_bytes: int
+    limit_source: str
+    log_dir: Path
+    log_in_memory: bool
+
+    @classmethod
+    def read(cls, log_dir: Path, cgroup: Cgroup | None = None) -> PodMemory:
+        cgroup = cgroup or Cgroup.find()
+        limit = cgroup.limit() if cgroup else None
+        if limit is None:
+            limit, source = psutil.virtual_memory().total, "host memory (no cgroup limit)"
+        else:
+            source = f"cgroup v{cgroup.version} {cgroup.limit_file}"
+        return cls(cgroup, limit, source, log_dir, memory_backed(log_dir))
+
+    def log_files_bytes(self) -> int:
+        """All the prediction log's files together, rotations included: IRIS_PREDICTION_LOG_MAX_MB, else the
+        default, and on a memory-backed volume at most a quarter of the limit."""
+        configured = os.environ.get(LOG_MEMORY_ENV)
+        if configured:
+            return int(float(configured) * 2**20)
+        default = LOG_FILE_BYTES * (LOG_BACKUPS + 1)
+        return min(default, self.limit_bytes // 4) if self.log_in_memory else default
+
+    def log_rotation(self) -> dict[str, int]:
+        """The prediction log's rotation (BufferedMonitor's max_bytes and backup_count) within log_files_bytes."""
+        return {"max_bytes": max(1, self.log_files_bytes() // (LOG_BACKUPS + 1)), "backup_count": LOG_BACKUPS}
+
+    def working_set(self) -> int:
+        """The pod's working set now (the cgroup's), or this server's resident memory without a cgroup."""
+        if self.cgroup is not None:
+            return self.cgroup.working_set()
+        me = psutil.Process()
+        parent = me.parent()
+        processes = [me, *(parent.children() if parent else ())]
+        return sum(process.memory_info().rss for process in {p.pid: p for p in processes}.values())
+
+    def budget(self, workers: int = 1) -> Budget:
+        """The budget, from what is in use now (call it once the model is loaded)."""
+        log_bytes = self.log_files_bytes() if self.log_in_memory else 0
+        # files already in the log's folder are part of its bound, not of what the server uses
+        in_use = self.working_set() - (folder_bytes(self.log_dir) if self.log_in_memory else 0)
+        cost = int(os.environ.get(COST_ENV) or FLOWER_COST_BYTES)
+        headroom = headroom_for(self.limit_bytes)
+        common = {
+            "limit_bytes": self.limit_bytes,
+            "limit_source": self.limit_source,
+            "baseline_bytes": in_use,
+            "log_bytes": log_bytes,
+            "headroom_bytes": headroom,
+            "flower_cost_bytes": cost,
+            "workers": workers,
+        }
+        if os.environ.get(SWITCH_ENV, "on").lower() in ("off", "0", "false"):
+            return Budget(flowers=None, how="off", **common)
+        if os.environ.get(BUDGET_ENV):
+            return Budget(flowers=int(os.environ[BUDGET_ENV]), how=BUDGET_ENV, **common)
+        flowers = derive_flowers(
+            limit=self.limit_bytes, baseline=in_use, log_bytes=log_bytes, headroom=headroom, cost=cost, workers=workers
+        )
+        if (self.cgroup is None or self.cgroup.limit() is None) and flowers > NO_LIMIT_MAX_FLOWERS:
+            return Budget(flowers=NO_LIMIT_MAX_FLOWERS, how="no memory limit: capped, from", **common)
+        return Budget(flowers=flowers, how="derived", **common)
+
+    def pressure_check(self) -> Callable[[], bool] | None:
+        """A cheap check (cached for PRESSURE_READ_SECONDS) that the working set is within half the headroom of
+        the limit; None without a cgroup limit."""
+        if self.cgroup is None or self.cgroup.limit() is None:
+            return None
+        cgroup, threshold = self.cgroup, self.limit_bytes - headroom_for(self.limit_bytes) // 2
+        last = {"at": 0.0, "high": False}
+
+        def under_pressure() -> bool:
+            now = time.monotonic()
+            if now - last["at"] >= PRESSURE_READ_SECONDS:
+                try:
+                    last["high"] = cgroup.working_set() >= threshold
+                except (OSError, ValueError):
+                    last["high"] = False
+                last["at"] = now
+            return last["high"]
+
+        return under_pressure
+
+
+# ---- the decision ----
+
+
+class Admission:
+    """The flowers in flight in this worker against its budget. Used from the event loop only (no lock)."""
+
+    def __init__(self) -> None:
+        self.budget: Budget | None = None  # none yet: everything is admitted (and counted)
+        self.in_flight = 0
+        self.under_pressure: Callable[[], bool] | None = None
+
+    def configure(self, budget: Budget, under_pressure: Callable[[], bool] | None = None) -> Budget:
+        """Take the budget (the service's __init__, once the model is loaded); logs it and sets its gauge."""
+        self.budget = budget
+        self.under_pressure = under_pressure if budget.flowers is not None else None
+        budget_flowers.set(budget.flowers or 0)
+        logger.info(budget.describe())
+        return budget
+
+    def admit(self, flowers: int) -> str | None:
+        """Take `flowers` into flight, or say why not (a reason of iris_requests_shed_total)."""
+        limit = self.budget.flowers if self.budget is not None else None
+        if limit is not None:
+            small = flowers <= SMALL_REQUEST_FLOWERS
+            ceiling = limit if small else limit - SMALL_RESERVE_FLOWERS
+            if self.in_flight and self.in_flight + flowers > ceiling:  # alone, even an oversized one may run
+                return "flowers_in_flight"
+            if not small and self.under_pressure is not None and self.under_pressure():
+                return "memory_pressure"
+        self.in_flight += flowers
+        flowers_in_flight.inc(flowers)
+        return None
+
+    def release(self, flowers: int) -> None:
+        self.in_flight -= flowers
+        flowers_in_flight.dec(flowers)
+
+
+def charge(path: str, headers: Any) -> int | None:
+    """The flowers a POST to `path` is charged before its body is read; None when the route is not a
+    many-flower one, or the declared body is over the size limit (the request guard refuses it unread)."""
+    if path == "/classify_batch":
+        density = BATCH_FLOWER_BYTES
+    elif path.startswith("/v2/models/") and path.endswith("/infer"):
+        density = V2_FLOWER_BYTES
+    else:
+        return None
+    declared = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return MAX_BATCH_FLOWERS  # chunked: its size is known only once read
+        if name == b"content-length":
+            declared = value
+    length = int(declared) if declared is not None and declared.isdigit() else MAX_BODY_BYTES
+    if length > MAX_BODY_BYTES:
+        return None
+    return min(MAX_BATCH_FLOWERS, max(1, math.ceil(length / density)))
+
+
+class AdmissionControl:
+    """ASGI middleware: a POST to a many-flower route is admitted against `admission`, or refused at once.
+
+    The refusal is a 503 with Retry-After and `{"error": ..., "reason": ...}`, sent before any of the body is
+    read; the charge of an admitted request is held until its answer is sent (or it fails).
+    """
+
+    def __init__(self, app: Any, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        flowers = charge(scope["path"], scope["headers"])
+        if flowers is None:
+            await self.app(scope, receive, send)
+            return
+        reason = self.admission.admit(flowers)
+        if reason is not None:
+            requests_shed_total.labels(reason=reason).inc()
+            await send_json(send, 503, self.refusal(reason, flowers), [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)])
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.release(flowers)
+
+    def refusal(self, reason: str, flowers: int) -> dict[str, Any]:
+        budget = self.admission.budget
+        if reason == "memory_pressure":
+            why = "the server's memory is near its limit"
+        else:
+            why = (
+                f"{self.admission.in_flight:,} flowers are in flight; this request's {flowers:,} would pass "
+                f"the budget of {budget.flowers if budget else 0:,}"
+            )
+        return {
+            "error": f"overloaded, not processed: {why}; retry after {RETRY_AFTER_SECONDS} s",
+            "reason": reason,
+        }

@@ -31,14 +31,15 @@ from iris_classifier.domain.schema import (
 from iris_classifier.model.pipeline import Predictor
 from iris_classifier.model.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
 from iris_classifier.registry.versions import served_release
-from iris_classifier.serving import bentoml_compat
+from iris_classifier.serving import bentoml_compat, uvicorn_compat
+from iris_classifier.serving.admission import Admission, AdmissionControl, PodMemory
 from iris_classifier.serving.answers import Answers, Classification, Predictions
 from iris_classifier.serving.feedback import Feedback, LabelAnswers, LabelConflict, authorized
 from iris_classifier.serving.lazy_ui import LazyGradioApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
-from iris_classifier.serving.settings import freeze_heap, server_settings
+from iris_classifier.serving.settings import freeze_heap, head_limits, server_settings
 from iris_classifier.serving.status_metrics import append_status_metrics  # readiness, memory, drift
 from iris_classifier.serving.v2 import routes as v2
 from iris_classifier.serving.v2.errors import EXCEPTION_HANDLERS as V2_ERROR_HANDLERS
@@ -49,6 +50,8 @@ except ModelNotFoundError as missing:
     raise SystemExit(f"iris_classifier: {missing}") from None
 
 bentoml_compat.install_response_start_timeout()
+uvicorn_compat.install_bounded_protocol(**head_limits())  # a request's head: bounded in bytes and in seconds
+ADMISSION = Admission()  # flowers in flight against the memory budget; configured once the model is loaded
 
 predictions_total = Counter(
     name="iris_predictions_total",
@@ -131,7 +134,8 @@ class IrisClassifier:
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
         self.answers = Answers(self.version)
-        self.prediction_log = PredictionLog(self.version)
+        self.memory = PodMemory.read(monitor_dir())  # the pod's memory limit; is the log's folder in memory?
+        self.prediction_log = PredictionLog(self.version, **self.memory.log_rotation())
         self.ground_truth = Feedback.from_environment(monitor_dir(), feedback_labels_total, feedback_rejected_total)
         self.remember = self.ground_truth.recent.remember  # request id -> species, for /feedback's "correct"
         # Every label series at 0 from the start: increase() never counts a series' first sample.
@@ -149,6 +153,7 @@ class IrisClassifier:
             request_id=bentoml_compat.request_id,
         )
         freeze_heap()
+        ADMISSION.configure(self.memory.budget(workers=server_settings()["workers"]), self.memory.pressure_check())
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
 
@@ -320,6 +325,7 @@ def refuse(ctx: bentoml.Context, status: int, error: str, headers: dict[str, str
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
+IrisClassifier.add_asgi_middleware(AdmissionControl, admission=ADMISSION)  # many-flower requests vs the budget
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
 IrisClassifier.add_asgi_middleware(v2.ErrorBodies)  # errors under /v2 as the spec's {"error": ...}

@@ -79,6 +79,7 @@ feedback_rejected_total = Counter(
 # Routes beside the typed APIs (/model, the V2 protocol); mounted at "/", it only answers the paths it defines.
 web_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, exception_handlers=V2_ERROR_HANDLERS)
 ModelVersion = v2.version_in_path(MODEL_CARD.tag.split(":", 1)[1])  # the V2 routes' documented version
+V2_SERVED = v2.Served()  # the instance's V2 endpoints, for the /v2 middleware that answers infer directly
 
 
 class FlowerBatch(bentoml.IODescriptor):
@@ -152,6 +153,7 @@ class IrisClassifier:
             is_ready=self.__is_ready__,
             request_id=bentoml_compat.request_id,
         )
+        V2_SERVED.endpoints = self.v2
         freeze_heap()
         ADMISSION.configure(self.memory.budget(workers=server_settings()["workers"]), self.memory.pressure_check())
         self.ready = True
@@ -328,4 +330,4 @@ def refuse(ctx: bentoml.Context, status: int, error: str, headers: dict[str, str
 IrisClassifier.add_asgi_middleware(AdmissionControl, admission=ADMISSION)  # many-flower requests vs the budget
 IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
-IrisClassifier.add_asgi_middleware(v2.ErrorBodies)  # errors under /v2 as the spec's {"error": ...}
+IrisClassifier.add_asgi_middleware(v2.ErrorBodies, served=V2_SERVED)  # V2 infer answered there; errors as the spec's

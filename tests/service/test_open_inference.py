@@ -62,7 +62,11 @@ def test_tritonclient_health_and_readiness(client, version):
 def test_tritonclient_metadata(client, version):
     import bentoml
 
-    assert client.get_server_metadata() == {"name": "bentoml", "version": bentoml.__version__, "extensions": []}
+    assert client.get_server_metadata() == {
+        "name": "bentoml",
+        "version": bentoml.__version__,
+        "extensions": ["binary_tensor_data"],
+    }
     metadata = client.get_model_metadata(MODEL)
     assert metadata == client.get_model_metadata(MODEL, version)
     assert metadata["name"] == MODEL and metadata["versions"] == [version]
@@ -123,15 +127,15 @@ def test_tritonclient_only_the_outputs_asked_for(client):
     assert result.as_numpy("probabilities") is None
 
 
-def test_tritonclient_binary_data_is_refused_naming_the_extension(client):
+def test_tritonclient_defaults_send_and_get_binary_tensors(client):
     binary = triton.InferInput(INPUT_NAME, [3, 4], "FP64")
     binary.set_data_from_numpy(ROWS)  # tritonclient's default: binary tensor data
-    with pytest.raises(InferenceServerException, match="binary tensor data extension is not supported") as refused:
-        client.infer(MODEL, [binary])
-    assert refused.value.status() == "400"
-    # JSON input, but outputs asked for in binary (tritonclient's default when no outputs are listed).
-    with pytest.raises(InferenceServerException, match="binary_data_output: the binary tensor data extension"):
-        client.infer(MODEL, [tensor(ROWS)])
+    result = client.infer(MODEL, [binary])  # no outputs listed: binary_data_output, every output in binary
+    outputs = result.get_response()["outputs"]
+    sizes = [output["parameters"]["binary_data_size"] for output in outputs]
+    assert sizes == [3 * 3 * 8, sum(4 + len(name) for name in SPECIES)]  # FP64s; BYTES: a 4-byte length, then each
+    assert [name.decode() for name in result.as_numpy("species")] == list(SPECIES)
+    assert result.as_numpy("probabilities").shape == (3, 3)
 
 
 def test_tritonclient_ten_thousand_flowers(client, url):
@@ -245,20 +249,30 @@ BAD_REQUESTS = {
         400,
         "petal_width): Input should be less than or equal to 50",
     ),
-    "binary input": (
-        request_with(parameters={"binary_data_size": 32}),
+    "binary input without its header": (
+        {"inputs": [{**GOOD_INPUT, "parameters": {"binary_data_size": 32}}]},
         400,
-        "inputs[0].parameters.binary_data_size: the binary tensor data extension is not supported",
+        "inputs[0].parameters.binary_data_size: binary tensor data needs the Inference-Header-Content-Length header",
     ),
-    "binary output": (
-        {**request_with(), "outputs": [{"name": "species", "parameters": {"binary_data": True}}]},
+    "no data": (
+        {"inputs": [{key: value for key, value in GOOD_INPUT.items() if key != "data"}]},
         400,
-        "outputs[0].parameters.binary_data: the binary tensor data extension is not supported",
+        "inputs[0].data: the tensor's values are missing",
+    ),
+    "binary output flag not a boolean": (
+        {**request_with(), "outputs": [{"name": "species", "parameters": {"binary_data": "yes"}}]},
+        400,
+        "outputs[0].parameters.binary_data: 'yes' is not true or false",
+    ),
+    "binary outputs flag not a boolean": (
+        {**request_with(), "parameters": {"binary_data_output": 1}},
+        400,
+        "parameters.binary_data_output: 1 is not true or false",
     ),
     "classification extension": (
         {**request_with(), "outputs": [{"name": "species", "parameters": {"classification": 2}}]},
         400,
-        "outputs[0].parameters.classification",
+        "outputs[0].parameters.classification: the classification extension is not supported",
     ),
     "other model in the body": ({**request_with(), "model_name": "resnet50"}, 400, "model_name: the body names"),
     "unknown field": ({**request_with(), "priority": 1}, 400, "priority: Extra inputs are not permitted"),
@@ -298,12 +312,9 @@ def test_unknown_model_version_path_or_method_is_refused_in_the_spec_form(url, m
     assert response.json() == {"error": response.json()["error"]} and message in response.json()["error"]
 
 
-def test_binary_request_header_and_non_json_body_are_refused(url):
-    body = orjson.dumps(request_with())
-    refused = infer(url, body + b"\x00" * 32, headers={"Inference-Header-Content-Length": str(len(body))})
-    assert refused.status_code == 400
-    assert "Inference-Header-Content-Length header: the binary tensor data extension" in refused.json()["error"]
-    octets = infer(url, body, headers={"Content-Type": "application/octet-stream"})
+def test_a_body_declared_as_octets_is_refused_by_the_request_guard(url):
+    # serving/middleware.py's RequestGuard takes JSON (or no Content-Type) only; tritonclient sends none.
+    octets = infer(url, orjson.dumps(request_with()), headers={"Content-Type": "application/octet-stream"})
     assert octets.status_code == 415 and "is not accepted" in octets.json()["error"]
 
 
@@ -361,19 +372,36 @@ measurement = st.floats(min_value=0.0, max_value=MAX_MEASUREMENT_CM, exclude_min
 batches = st.lists(st.lists(measurement, min_size=4, max_size=4), min_size=1, max_size=40)
 
 
-@settings(max_examples=40, deadline=None)
-@given(rows=batches, nested=st.booleans(), with_version=st.booleans())
-def test_v2_answers_equal_classify_batch(server, rows, nested, with_version):
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=batches,
+    form=st.sampled_from(["flat", "nested", "binary", "binary in, JSON out", "JSON in, binary out"]),
+    with_version=st.booleans(),
+)
+def test_v2_answers_equal_classify_batch(server, rows, form, with_version):
+    """Whatever the body's form (JSON flat or nested, Triton's binary tensors in or out), the same answers."""
+    from tests.service.test_v2_binary import binary_body, read_answer
+
     url = server.url
     version = requests.get(f"{url}/model", timeout=10).json()["tag"].split(":", 1)[1]
     path = f"/v2/models/{MODEL}/versions/{version}/infer" if with_version else f"/v2/models/{MODEL}/infer"
-    data = rows if nested else [value for row in rows for value in row]
-    response = infer(
-        url, {"inputs": [{"name": INPUT_NAME, "shape": [len(rows), 4], "datatype": "FP64", "data": data}]}, path=path
-    )
+    if form.startswith("binary"):
+        body, headers = binary_body(np.array(rows), outputs=None if form == "binary" else {"species": False})
+        response = requests.post(f"{url}{path}", data=body, headers=headers, timeout=30)
+        if form != "binary":  # only the species, in JSON
+            assert response.status_code == 200, response.text
+            assert read_answer(response)[1]["species"] == [a["species"] for a in classify_batch(url, np.array(rows))]
+            return
+    else:
+        data = rows if form == "nested" else [value for row in rows for value in row]
+        tensor = {"name": INPUT_NAME, "shape": [len(rows), 4], "datatype": "FP64", "data": data}
+        document = {"inputs": [tensor]}
+        if form == "JSON in, binary out":
+            document["parameters"] = {"binary_data_output": True}
+        response = infer(url, document, path=path)
     assert response.status_code == 200, response.text
-    probabilities, species = response.json()["outputs"]
+    document, values = read_answer(response)
     expected = classify_batch(url, np.array(rows))
-    assert species["data"] == [answer["species"] for answer in expected]
-    assert probabilities["shape"] == [len(rows), 3]
-    assert probabilities["data"] == [p for answer in expected for p in answer["probabilities"].values()]
+    assert values["species"] == [answer["species"] for answer in expected]
+    assert document["outputs"][0]["shape"] == [len(rows), 3]
+    assert values["probabilities"] == [p for answer in expected for p in answer["probabilities"].values()]

@@ -49,7 +49,7 @@ def test_the_documented_example_is_a_valid_request():
 def test_response_has_the_outputs_asked_for_in_order_with_the_id():
     request, _ = parse_infer_request(body(ROWS, id="7", outputs=[{"name": "species"}, {"name": "probabilities"}]))
     probabilities = np.eye(3)
-    answer = orjson.loads(infer_response(request, probabilities, list(SPECIES), version="v1"))
+    answer = orjson.loads(infer_response(request, probabilities, list(SPECIES), version="v1").body)
     assert answer == {
         "model_name": "iris_classifier",
         "model_version": "v1",
@@ -128,3 +128,77 @@ def test_error_bodies_turn_framework_errors_into_the_spec_form():
     assert client.get("/v2/needs_an_int", params={"count": 3}).json() == {"count": 3}
     assert client.get("/v2/nothing").json() == {"error": "GET /v2/nothing: Not Found"}
     assert client.get("/other", params={"count": "many"}).status_code == 422  # outside /v2: untouched
+
+
+# ---- Triton's binary tensor data extension, and the JSON fast path ----
+
+
+def binary(rows, datatype="FP64", **extra) -> tuple[bytes, dict[str, str]]:
+    raw = np.asarray(rows, dtype="<f8" if datatype == "FP64" else "<f4").tobytes()
+    tensor = {"name": INPUT_NAME, "shape": list(np.shape(rows)), "datatype": datatype}
+    head = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}], **extra})
+    return head + raw, {"Inference-Header-Content-Length": str(len(head))}
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "FP32"])
+def test_binary_tensor_gives_the_rows_its_json_twin_gives(datatype):
+    _, from_json = parse_infer_request(body(ROWS, datatype=datatype))
+    _, from_binary = parse_infer_request(*binary(ROWS, datatype))
+    assert from_binary.dtype == np.float64 and from_binary.tolist() == from_json.tolist()
+
+
+def test_binary_header_is_read_whatever_its_case():
+    payload, headers = binary(ROWS)
+    (length,) = headers.values()
+    for name in ("inference-header-content-length", "INFERENCE-HEADER-CONTENT-LENGTH"):
+        assert parse_infer_request(payload, {name: length})[1].tolist() == ROWS
+
+
+def test_binary_outputs_follow_the_json_part_in_the_order_asked():
+    asked = [{"name": "species", "parameters": {"binary_data": True}}, {"name": "probabilities"}]
+    request, _ = parse_infer_request(body(ROWS, id="b", outputs=asked))
+    probabilities = np.eye(3)
+    answer = infer_response(request, probabilities, list(SPECIES), version="v1")
+    head = orjson.loads(answer.body[: answer.json_length])
+    species, chances = head["outputs"]
+    raw = answer.body[answer.json_length :]
+    assert species == {"name": "species", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": 37}}
+    assert raw == b"".join(len(name).to_bytes(4, "little") + name.encode() for name in SPECIES)
+    assert chances["data"] == probabilities.ravel().tolist()  # not asked in binary: JSON
+    InferenceResponse.model_validate(head)  # matches what /docs.json documents
+    # binary_data_output: every output not saying otherwise
+    request, _ = parse_infer_request(body(ROWS, parameters={"binary_data_output": True}))
+    answer = infer_response(request, probabilities, list(SPECIES), version="v1")
+    assert np.frombuffer(answer.body[answer.json_length :][:72], dtype="<f8").tolist() == probabilities.ravel().tolist()
+    # no binary output asked: plain JSON, no JSON length
+    request, _ = parse_infer_request(body(ROWS))
+    assert infer_response(request, probabilities, list(SPECIES), version="v1").json_length is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(json_scalars, min_size=8, max_size=8),
+    st.sampled_from(["FP64", "FP32"]),
+    st.booleans(),
+)
+def test_the_json_fast_path_accepts_and_refuses_exactly_as_pydantic_does(values, datatype, nested):
+    """The orjson + numpy path decides alone only when sure; the answer is the one the pydantic path gives."""
+    from iris_classifier.serving.v2 import codec
+
+    data = [values[:4], values[4:]] if nested else values
+    payload = body(data, shape=(2, 4), datatype=datatype)
+
+    def outcome():
+        try:
+            return parse_infer_request(payload)[1].tolist()
+        except ProtocolError as refused:
+            return refused.message
+
+    fast = outcome()
+    original = codec.JSONDecoder._fast_request
+    codec.JSONDecoder._fast_request = lambda self: None
+    try:
+        slow = outcome()
+    finally:
+        codec.JSONDecoder._fast_request = original
+    assert fast == slow

@@ -39,6 +39,11 @@ def describe(errors: Sequence[dict[str, Any]]) -> str:
     for error in errors:
         where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.get("loc", ()))
         refused = error.get("input")
-        shown = "" if isinstance(refused, (dict, list)) else f" (got {refused!r})"
+        shown = "" if isinstance(refused, (dict, list)) else f" (got {_clipped(repr(refused))})"
         parts.append(f"{where.lstrip('.') or 'body'}: {error['msg']}{shown}")
     return "; ".join(parts)
+
+
+def _clipped(text: str, limit: int = 120) -> str:
+    """A refused value as shown in an error: a whole body refused as invalid JSON is not echoed back whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

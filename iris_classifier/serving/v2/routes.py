@@ -1,5 +1,6 @@
 """What the service's thin V2 routes call (`OpenInference`), how each route is documented, and the middleware
-that gives the framework's own errors under /v2 the spec's form."""
+for everything under /v2: it answers inference for the served model itself, and gives the framework's own
+errors the spec's form."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
+from bentoml.exceptions import BentoMLException
 from fastapi import Path
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
 from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
 from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
-from iris_classifier.serving.v2.codec import infer_response, parse_infer_request
+from iris_classifier.serving.v2.codec import BINARY_EXTENSION, OCTETS, infer_response, parse_infer_request
 from iris_classifier.serving.v2.errors import JSON, ProtocolError, describe
 from iris_classifier.serving.v2.types import (
     INPUT_NAME,
@@ -39,7 +42,7 @@ from iris_classifier.serving.v2.types import (
 def server_metadata() -> dict[str, Any]:
     import bentoml
 
-    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[]).model_dump()
+    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[BINARY_EXTENSION]).model_dump()
 
 
 def model_metadata(*, version: str, backend: str) -> dict[str, Any]:
@@ -89,6 +92,8 @@ def server_health(state: str, ok: bool) -> Response:
 
 # ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
 
+BINARY_HEADER_NAME = "Inference-Header-Content-Length"  # the answer's JSON part, when binary outputs follow
+
 # Rows of cm and the request's id -> (probabilities in SPECIES order, the most probable species per row): the
 # service's model call, which counts and logs the flowers under that id.
 Predict = Callable[[np.ndarray, str], tuple[np.ndarray, list[str]]]
@@ -121,22 +126,53 @@ class OpenInference:
         check_model(model_name, model_version, served_version=self.version)
         return health(self.is_ready())
 
+    def __post_init__(self) -> None:
+        # The two paths of inference for the served model, as the middleware matches them (percent-decoded).
+        self.infer_paths = {
+            f"/v2/models/{MODEL_NAME}/infer",
+            f"/v2/models/{MODEL_NAME}/versions/{self.version}/infer",
+        }
+
     async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
+        """The infer route's answer (the middleware answers the served model's infer paths before the route)."""
         check_model(model_name, model_version, served_version=self.version)
-        body = await request.body()
+        return await self.answer_body(await request.body(), request.headers)
+
+    async def answer_body(self, body: bytes, headers: Mapping[str, str]) -> Response:
         if len(body) < INLINE_BODY_BYTES:
-            return self.answer(body, request.headers)
-        return await run_in_threadpool(self.answer, body, request.headers)
+            return self.answer(body, headers)
+        return await run_in_threadpool(self.answer, body, headers)
 
     def answer(self, body: bytes, headers: Mapping[str, str]) -> Response:
         inference, rows = parse_infer_request(body, headers)
         request_id = self.request_id()
         probabilities, species = self.predict(rows, request_id)
-        return Response(
-            infer_response(inference, probabilities, species, version=self.version),
-            media_type=JSON,
-            headers={REQUEST_ID_HEADER: request_id},
-        )
+        answer = infer_response(inference, probabilities, species, version=self.version)
+        if answer.json_length is None:
+            return Response(answer.body, media_type=JSON, headers={REQUEST_ID_HEADER: request_id})
+        headers = {REQUEST_ID_HEADER: request_id, BINARY_HEADER_NAME: str(answer.json_length)}
+        return Response(answer.body, media_type=OCTETS, headers=headers)
+
+    async def serve(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer an ASGI request for one of `infer_paths` (POST) directly: the body read as it arrives (the
+        request guard outside still counts it), then `answer`; a refusal is the spec's {"error": ...}."""
+        chunks, more = [], True
+        try:
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client left: nobody to answer
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+        except BentoMLException as refused:  # a chunked body over the size limit (the guard's BodyTooLarge)
+            error = ProtocolError(refused.message, int(refused.error_code))
+            response = Response(error.body(), status_code=error.status, media_type=JSON)
+        else:
+            try:
+                response = await self.answer_body(b"".join(chunks), Headers(scope=scope))
+            except ProtocolError as error:
+                response = Response(error.body(), status_code=error.status, media_type=JSON)
+        await response(scope, receive, send)
 
 
 # ---- how each route is documented ----
@@ -213,8 +249,21 @@ def version_in_path(version: str) -> Any:
 # ---- the framework's own errors under /v2, in the spec's form ----
 
 
+@dataclass
+class Served:
+    """The service instance's OpenInference, once the instance is made (the middleware is made before it)."""
+
+    endpoints: OpenInference | None = None
+
+
 class ErrorBodies:
-    """ASGI middleware: every error answer under /v2 carries the spec's `{"error": "..."}` body.
+    """ASGI middleware for everything under /v2: inference for the served model answered here, and every
+    error answer given the spec's `{"error": "..."}` body.
+
+    A POST to the served model's infer paths is answered by `served.endpoints` directly: the framework's
+    second routing pass (BentoML's routes, then the FastAPI app mounted at "/", its middleware stack, and
+    the dependency that hands a route its service instance in a worker thread) cost more than the whole
+    one-flower answer. The route stays, documented in /docs.json, and answers the same when reached.
 
     The V2 routes' own refusals are ProtocolErrors, answered so by their handler; this covers the rest:
     FastAPI's 405 and 422 (`detail`; a 422 becomes the spec's 400) and BentoML's plain-text 404 for a path
@@ -222,12 +271,17 @@ class ErrorBodies:
     untouched.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, served: Served | None = None) -> None:
         self.app = app
+        self.served = served or Served()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v2"):
             await self.app(scope, receive, send)
+            return
+        endpoints = self.served.endpoints
+        if endpoints is not None and scope["method"] == "POST" and scope["path"] in endpoints.infer_paths:
+            await endpoints.serve(scope, receive, send)
             return
         start: dict[str, Any] = {}
         chunks: list[bytes] = []

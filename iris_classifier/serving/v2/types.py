@@ -31,7 +31,8 @@ TensorData = Annotated[
             "type": "array",
             "description": (
                 f"the [N, {len(FEATURES)}] measurements in row-major order: flat (N x {len(FEATURES)} numbers) "
-                f"or nested (N rows of {len(FEATURES)}); each in cm, columns {', '.join(FEATURES)}"
+                f"or nested (N rows of {len(FEATURES)}); each in cm, columns {', '.join(FEATURES)}; absent "
+                "when the tensor is sent as binary tensor data"
             ),
             "items": {
                 "oneOf": [
@@ -68,8 +69,12 @@ class RequestInput(BaseModel):
         description=f"[N, {len(FEATURES)}] with 1 <= N <= {MAX_BATCH_FLOWERS}", min_length=2, max_length=2
     )
     datatype: Literal["FP64", "FP32"] = Field(description="FP64 or FP32")
-    parameters: Parameters = Field(default=None)
-    data: TensorData
+    parameters: Parameters = Field(
+        default=None,
+        description="`binary_data_size`: the tensor's bytes follow the JSON part of the body (Triton's binary "
+        "tensor data extension; the body then carries the Inference-Header-Content-Length header)",
+    )
+    data: TensorData = Field(default=None)  # absent when the tensor is sent in binary after the JSON part
 
 
 class RequestOutput(BaseModel):
@@ -78,7 +83,9 @@ class RequestOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["probabilities", "species"]
-    parameters: Parameters = Field(default=None)
+    parameters: Parameters = Field(
+        default=None, description="`binary_data`: true to get this output in binary after the JSON part"
+    )
 
 
 class InferenceRequest(BaseModel):
@@ -98,7 +105,9 @@ class InferenceRequest(BaseModel):
     id: StrictStr = Field(default=None, description="returned in the response")
     # Not in the spec, but KServe's SDK (InferRequest.to_rest) always sends it.
     model_name: StrictStr = Field(default=None, description="optional; if given, the model in the URL")
-    parameters: Parameters = Field(default=None)
+    parameters: Parameters = Field(
+        default=None, description="`binary_data_output`: true to get every output not asking otherwise in binary"
+    )
     inputs: list[RequestInput] = Field(min_length=1, max_length=1, description=f"exactly one: {INPUT_NAME}")
     outputs: list[RequestOutput] = Field(default=None, description="the outputs to return; all if absent")
 
@@ -109,8 +118,10 @@ class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    parameters: Parameters | Absent = None
-    data: list[float | str] = Field(description="row-major, flat")
+    parameters: Parameters | Absent = Field(
+        default=None, description="`binary_data_size`: the output's bytes follow the JSON part instead of `data`"
+    )
+    data: list[float | str] | Absent = Field(default=None, description="row-major, flat")
 
 
 class InferenceResponse(BaseModel):

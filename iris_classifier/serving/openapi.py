@@ -9,6 +9,14 @@ from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER
 
 # The native APIs whose answers carry the request's id in a header (BentoML documents their bodies only).
 REQUEST_ID_PATHS = ("/classify", "/classify_batch")
+# What the feedback APIs may refuse with besides a 400 (service.py `refuse`), as {"error": ...}.
+FEEDBACK_PATHS = ("/feedback", "/feedback_batch")
+FEEDBACK_REFUSALS = {
+    "401": "IRIS_FEEDBACK_TOKEN is set and the bearer token is missing or wrong",
+    "409": "the flower already has a different species (a batch records nothing)",
+    "429": "too many labels per second from this client; see Retry-After",
+}
+ERROR_OBJECT = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 
 
 def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
@@ -22,6 +30,16 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
+            # pydantic's `X | None` is anyOf [X, {type: null}]; OpenAPI 3.0 says X with nullable: true
+            options = node.get("anyOf")
+            if isinstance(options, list) and {"type": "null"} in options:
+                rest = [option for option in options if option != {"type": "null"}]
+                del node["anyOf"]
+                if len(rest) == 1:
+                    node.update(rest[0])
+                else:
+                    node["anyOf"] = rest
+                node["nullable"] = True
             for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
                 value = node.get(flag)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -49,6 +67,20 @@ def openapi_30(spec: dict[str, Any]) -> dict[str, Any]:
                 {"type": "array", "items": {"type": "object", "additionalProperties": True}},
             ],
         }
+    # BentoML inlines an API's output model as "<Model>IODescriptor" and drops `null` from `X | None` fields;
+    # the model's own component (pydantic's schema, made 3.0 above) says what is really answered.
+    schemas = spec.get("components", {}).get("schemas", {})
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {})
+            title = content.get("schema", {}).get("title", "")
+            if title.endswith("IODescriptor") and title.removesuffix("IODescriptor") in schemas:
+                content["schema"] = {"$ref": f"#/components/schemas/{title.removesuffix('IODescriptor')}"}
+    for path in FEEDBACK_PATHS:
+        responses = spec.get("paths", {}).get(path, {}).get("post", {}).get("responses")
+        if responses is not None:
+            for status, why in FEEDBACK_REFUSALS.items():
+                responses[status] = {"description": why, "content": {"application/json": {"schema": ERROR_OBJECT}}}
     for path in REQUEST_ID_PATHS:
         ok = spec.get("paths", {}).get(path, {}).get("post", {}).get("responses", {}).get("200")
         if ok is not None:

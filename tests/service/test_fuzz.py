@@ -32,7 +32,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server, arti
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "Operations:       16 selected / 16 total" in result.stdout  # every endpoint (9 of them V2), none excluded
+    # every endpoint (9 of them V2, 2 feedback), none excluded
+    assert "Operations:       18 selected / 18 total" in result.stdout
 
 
 json_values = st.recursive(

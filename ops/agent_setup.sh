@@ -2,7 +2,7 @@
 # What a Jenkins agent's admin does ONCE, as root (docs/jenkins.md): nothing else in the pipeline needs root.
 #   ops/agent_setup.sh AGENT_USER
 # - Debian packages: docker.io (engine + client), chromium (browser tests), haproxy (rollout test),
-#   prometheus (promtool, monitoring tests), debootstrap (the offline base-image stand-in, this machine only),
+#   prometheus (promtool, monitoring tests), prometheus-alertmanager (the retrain webhook route test), debootstrap (the offline base-image stand-in, this machine only),
 #   wrk (make bench), docker-registry + skopeo + gnupg (make publish-image / verify-image / test-publish: a real
 #   OCI registry on loopback, the push, GPG simple signing; docker-registry's own service is not started)
 # - the agent user, in the docker group (the Docker socket is the only privilege the pipeline uses)
@@ -13,7 +13,7 @@ agent="${1:?usage: ops/agent_setup.sh AGENT_USER}"
 here="$(cd "$(dirname "$0")" && pwd)"
 [ "$(id -u)" = 0 ] || { echo "agent-setup: run as root (an admin's one-time step)" >&2; exit 1; }
 
-packages="docker.io chromium haproxy prometheus debootstrap wrk docker-registry skopeo gnupg"
+packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg"
 missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "agent-setup: apt-get install $(echo $missing)"

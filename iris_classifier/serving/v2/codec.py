@@ -53,9 +53,11 @@ class RequestDecoder(Protocol):
     def request(self) -> InferenceRequest:
         """The request, held to the spec's shapes (a ProtocolError names what breaks them)."""
 
+    where: str  # how an error names the tensor's values
+
     def values(self, tensor: RequestInput) -> Sequence[Any] | np.ndarray:
-        """The tensor's values, flat in row-major order: a float64 array that already passed every
-        measurement rule, or a sequence the rules are checked on after."""
+        """The tensor's values, flat in row-major order: a float64 array only when all N x 4 passed every
+        measurement rule, else a sequence the rules are checked (and explained) on after."""
 
 
 @dataclass
@@ -63,6 +65,7 @@ class JSONDecoder:
     """The protocol's own form: the request is JSON, each tensor's values in its `data`, flat or nested."""
 
     body: bytes
+    where = "inputs[0].data"
     _rows: np.ndarray | None = field(default=None, init=False)  # from the fast path, when it was sure
 
     def request(self) -> InferenceRequest:
@@ -126,6 +129,7 @@ class BinaryDecoder:
 
     body: bytes
     json_length: int
+    where = "inputs[0] binary"
 
     def request(self) -> InferenceRequest:
         if self.json_length > len(self.body):
@@ -166,7 +170,8 @@ class BinaryDecoder:
             raise ProtocolError(
                 f"body: {binary} bytes follow the JSON part, but binary_data_size says {size} ({what} bytes)"
             )
-        return np.frombuffer(self.body, dtype=dtype, count=n * width, offset=self.json_length).astype(np.float64)
+        values = np.frombuffer(self.body, dtype=dtype, count=n * width, offset=self.json_length).astype(np.float64)
+        return values if _passes(values) else values.tolist()  # FP32 bytes are float32 values already
 
 
 def decoder_for(body: bytes, headers: Mapping[str, str] | None) -> RequestDecoder:
@@ -187,10 +192,9 @@ def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -
     (tensor,) = request.inputs
     _check_shape(tensor)
     values = decoder.values(tensor)
-    n, width = tensor.shape
-    if isinstance(values, np.ndarray) and _passes(values) and len(values) == n * width:
-        return request, values.reshape(n, width)
-    return request, _rows(values, tensor)
+    if isinstance(values, np.ndarray):
+        return request, values.reshape(tensor.shape)
+    return request, _rows(values, tensor, decoder.where)
 
 
 def _number_rows(data: list[Any], n: int, width: int, datatype: str) -> np.ndarray | None:
@@ -223,8 +227,9 @@ def _number_rows(data: list[Any], n: int, width: int, datatype: str) -> np.ndarr
 
 
 def _passes(values: np.ndarray) -> bool:
-    """Every value a finite number > 0 and <= MAX_MEASUREMENT_CM (Measurement's rules, over an array)."""
-    return bool(np.isfinite(values).all() and (values > 0).all() and (values <= MAX_MEASUREMENT_CM).all())
+    """Every value a finite number > 0 and <= MAX_MEASUREMENT_CM (Measurement's rules, over an array): NaN
+    fails both comparisons and an infinity one of them."""
+    return bool(((values > 0) & (values <= MAX_MEASUREMENT_CM)).all())
 
 
 def _check_request(request: InferenceRequest) -> None:
@@ -260,15 +265,13 @@ def _check_shape(tensor: RequestInput) -> None:
         )
 
 
-def _rows(data: Sequence[Any] | np.ndarray, tensor: RequestInput) -> np.ndarray:
+def _rows(data: Sequence[Any], tensor: RequestInput, where: str) -> np.ndarray:
     """The flat values as (N, 4) float64 cm, held to Measurement's rules as the client's datatype holds them."""
     n, width = tensor.shape
-    binary = isinstance(data, np.ndarray)  # from binary bytes: already the datatype's own values
-    where = "inputs[0] binary" if binary else "inputs[0].data"
     if len(data) != n * width:
         raise ProtocolError(f"{where}: {len(data)} values do not match shape {tensor.shape} ({n * width} values)")
-    values = _measurements(data.tolist() if binary else data, where)
-    if tensor.datatype == "FP32" and not binary:  # JSON numbers are read as float64; an FP32 tensor holds them rounded
+    values = _measurements(data, where)
+    if tensor.datatype == "FP32":  # JSON numbers are read as float64; an FP32 tensor holds them rounded
         with np.errstate(over="ignore"):  # an FP32 overflow becomes inf, refused below as not finite
             values = values.astype(np.float32).astype(np.float64)
         _measurements(values.tolist(), where, rounded=" after rounding to FP32")

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from bentoml.exceptions import BentoMLException
 from fastapi import Path
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -154,24 +153,19 @@ class OpenInference:
         return Response(answer.body, media_type=OCTETS, headers=headers)
 
     async def serve(self, scope: Any, receive: Any, send: Any) -> None:
-        """Answer an ASGI request for one of `infer_paths` (POST) directly: the body read as it arrives (the
-        request guard outside still counts it), then `answer`; a refusal is the spec's {"error": ...}."""
+        """Answer an ASGI request for one of `infer_paths` (POST) directly: the body read (the request guard
+        outside has held it to the size limit), then `answer`; a refusal is the spec's {"error": ...}."""
         chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left: nobody to answer
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
         try:
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return  # the client left: nobody to answer
-                chunks.append(message.get("body", b""))
-                more = message.get("more_body", False)
-        except BentoMLException as refused:  # a chunked body over the size limit (the guard's BodyTooLarge)
-            error = ProtocolError(refused.message, int(refused.error_code))
+            response = await self.answer_body(b"".join(chunks), Headers(scope=scope))
+        except ProtocolError as error:
             response = Response(error.body(), status_code=error.status, media_type=JSON)
-        else:
-            try:
-                response = await self.answer_body(b"".join(chunks), Headers(scope=scope))
-            except ProtocolError as error:
-                response = Response(error.body(), status_code=error.status, media_type=JSON)
         await response(scope, receive, send)
 
 

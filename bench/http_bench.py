@@ -4,6 +4,9 @@ Contenders (same request schema, same server settings, each on its own loopback 
   service  this project's Bento, as `make serve` runs it
   noop     bench/noop_service.py: the framework's ceiling, no model call
   naive    bench/naive_service.py: the sklearn pipeline called per request (BentoML's sklearn example)
+  mlserver MLServer serving the same stored pipeline (bench/mlserver_contender.py), for the Open Inference
+           Protocol rows (bench/open_inference_bench.py): one flower, and 10,000 flowers as binary and JSON
+           tensors beside /classify_batch
 
 Throughput and errors come from wrk (Debian package); one-connection latency from a minimal
 keep-alive HTTP/1.1 client on a raw socket timing each request (wrk 4.1's latency histogram
@@ -19,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import open_inference_bench
+from bench import mlserver_contender, open_inference_bench
 from bench.measure import (
     BATCH,
     ONE_FLOWER,
@@ -54,13 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     results: dict[str, dict] = {name: {"c1": [], "c32": [], "lat": []} for name in servers}
     batch: list[dict] = []
-    v2_rounds: list[dict] = []  # the Open Inference Protocol (V2) rows, on the service's server
+    v2_rounds: list[dict] = []  # the Open Inference Protocol (V2) rows, on the service's server and MLServer
+    mlserver = None
     try:
         cold = {}
         for name, server in servers.items():
             started = time.monotonic()
             server.start(wait_ready=120)
             cold[name] = time.monotonic() - started
+        mlserver, mlserver_url = mlserver_contender.start(
+            mlserver_contender.model_dir(), log_path=logs / "mlserver.log"
+        )
         script = lua_script(ONE_FLOWER, logs, "one")
         for server in servers.values():  # warm-up, not recorded
             run_wrk(f"{server.url}/classify", script, 8, 2)
@@ -78,17 +85,18 @@ def main(argv: list[str] | None = None) -> int:
             batch.append(batch_throughput(f"{servers['service'].url}/classify_batch", args.seconds))
             v2_rounds.append(
                 open_inference_bench.measure_round(
-                    servers["service"].url, species=ONE_SPECIES, seconds=args.seconds,
-                    latency_requests=args.latency_requests, flowers=batch_flowers(BATCH),
-                    run_wrk=run_wrk, lua_script=lua_script, logs=logs,
+                    servers["service"].url, mlserver_url=mlserver_url, round_number=round_number,
+                    species=ONE_SPECIES, seconds=args.seconds, latency_requests=args.latency_requests,
+                    flowers=batch_flowers(BATCH), run_wrk=run_wrk, lua_script=lua_script, logs=logs,
                 )
             )  # fmt: skip
     finally:
         for server in servers.values():
             server.stop()
+        mlserver_contender.stop(mlserver)
     in_process = measure_in_process(rounds=args.rounds)
     report = render(results, batch, in_process, cold, machine(), args)
-    report += open_inference_bench.render(v2_rounds, results["service"], batch)
+    report += open_inference_bench.render(v2_rounds, results["service"], args.seconds)
     notes = Path(__file__).with_name("tuning.md")
     if notes.exists():
         report += "\n" + notes.read_text()

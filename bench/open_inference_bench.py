@@ -1,99 +1,285 @@
-"""The Open Inference Protocol (V2) rows of `make bench`: one flower and a 10,000-flower tensor, beside /classify.
+"""The Open Inference Protocol (V2) rows of `make bench`: this service's V2 beside its native API and beside MLServer.
 
-Run by bench/http_bench.py inside its rounds, right after /classify and /classify_batch on the same
-server, so the V2 figures and the native ones are measured side by side.
+Run by bench/http_bench.py inside its rounds, right after /classify and /classify_batch on the same server, so
+every figure here has its twins from the same minute. Each round:
+
+  one flower   wrk on V2 infer ([1, 4] FP64 JSON) of this service and of MLServer (bench/mlserver_contender.py,
+               the same stored pipeline, the same request body), at 1 and 32 connections, the two alternated
+               (which goes first swaps every round); then one-connection latency of each.
+  10,000       4 keep-alive clients posting the same 10,000 flowers for `seconds` to each contender in turn (the
+               order rotates every round): V2 binary (Triton's binary tensor data extension, in and out), V2
+               JSON ([10000, 4] nested rows), /classify_batch, and MLServer's V2 with the same JSON body.
+
+Ratios are taken round by round (bench.measure.paired_ratios): both figures of a ratio come from the same
+minute of this shared machine, whose speed drifts. The 1-minute load average is read before and after each
+round and printed with the figures.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import threading
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from bench.measure import KeepAliveClient, keep_posting, sequential_latency
+import numpy as np
+import orjson
+
+from bench.measure import KeepAliveClient, paired_ratios, sequential_latency
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MODEL_NAME, SPECIES
 from iris_classifier.serving.v2.types import INPUT_NAME
 
 PATH = f"/v2/models/{MODEL_NAME}/infer"
+CLIENTS = 4  # concurrent clients for the 10,000-flower rows
+BINARY_HEADER = "Inference-Header-Content-Length"
+BATCH_CONTENDERS = ("v2_binary", "v2_json", "classify_batch", "mlserver_json")
 
 
 def infer_body(rows: list[list[float]]) -> str:
+    """A V2 request without `outputs`: this service answers probabilities and species, MLServer (run with
+    predict_fn predict_proba) the probabilities."""
     tensor = {"name": INPUT_NAME, "shape": [len(rows), len(FEATURES)], "datatype": "FP64", "data": rows}
     return json.dumps({"inputs": [tensor]})
+
+
+def binary_body(rows: list[list[float]]) -> tuple[bytes, int]:
+    """The same tensor in Triton's binary tensor data extension, every output asked in binary: (body, JSON length)."""
+    raw = np.array(rows, dtype="<f8").tobytes()
+    tensor = {"name": INPUT_NAME, "shape": [len(rows), len(FEATURES)], "datatype": "FP64"}
+    document = {"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}
+    head = orjson.dumps({**document, "parameters": {"binary_data_output": True}})
+    return head + raw, len(head)
 
 
 def one_flower_body(species: str) -> str:
     return infer_body([[EXAMPLE_FLOWERS[species][name] for name in FEATURES]])
 
 
-def latency(url: str, count: int, species: str) -> dict[str, float]:
-    """p50 and p99 of `count` sequential one-flower V2 requests; a failure is a non-200 or a wrong species."""
+class BinaryClient(KeepAliveClient):
+    """A keep-alive client posting a binary-extension body: no Content-Type (as tritonclient sends it), the
+    JSON part's length in Inference-Header-Content-Length."""
 
-    def answer_ok(answer: bytes) -> bool:
-        return json.loads(answer)["outputs"][1]["data"] == [species]
+    def __init__(self, url: str, body: bytes, json_length: int) -> None:
+        super().__init__(url, body)
+        parsed = urlsplit(url)
+        head = (
+            f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n{BINARY_HEADER}: {json_length}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.request = head.encode() + body
 
-    return sequential_latency(url + PATH, one_flower_body(species).encode(), count, answer_ok)
+
+def species_of(answer: bytes, *, binary: bool = False) -> list[str]:
+    """The species an answer gives: this service's `species` output (JSON or binary), MLServer's argmax of
+    `predict_proba`, or /classify_batch's list."""
+    if binary:  # the JSON part, then each output's bytes in order (latin-1: one character per byte)
+        document, at = json.JSONDecoder().raw_decode(answer.decode("latin-1"))
+        sizes = {output["name"]: output["parameters"]["binary_data_size"] for output in document["outputs"]}
+        at += sizes["probabilities"]
+        names = []
+        while at < len(answer):
+            count = int.from_bytes(answer[at : at + 4], "little")
+            names.append(answer[at + 4 : at + 4 + count].decode())
+            at += 4 + count
+        return names
+    document = json.loads(answer)
+    if isinstance(document, list):
+        return [flower["species"] for flower in document]
+    outputs = {output["name"]: output for output in document["outputs"]}
+    if "species" in outputs:
+        return outputs["species"]["data"]
+    chances = np.array(outputs["predict_proba"]["data"]).reshape(-1, len(SPECIES))
+    return [SPECIES[index] for index in chances.argmax(axis=1)]
 
 
-def batch_throughput(url: str, seconds: float, flowers: list[dict[str, float]]) -> dict[str, float]:
-    """Flowers/s over sequential V2 requests of one [N, 4] tensor; the first answer is checked whole."""
-    client = KeepAliveClient(url + PATH, infer_body([[f[name] for name in FEATURES] for f in flowers]).encode())
+def concurrent_throughput(make_client, seconds: float, flowers: int, clients: int = CLIENTS) -> dict[str, Any]:
+    """Flowers/s of `clients` keep-alive connections posting back to back for `seconds`; the first answer of
+    each connection is returned (to check), the rest only counted (status 200 or not)."""
+    connections = [make_client() for _ in range(clients)]
+    firsts: list[bytes] = [b""] * clients
+    counts, failures = [0] * clients, [0] * clients
+    started = time.perf_counter()
+
+    def post(index: int) -> None:
+        client = connections[index]
+        while time.perf_counter() - started < seconds:
+            status, answer = client.post()
+            if not counts[index]:
+                firsts[index] = answer if status == 200 else b""
+            counts[index] += 1
+            failures[index] += status != 200
+
+    threads = [threading.Thread(target=post, args=(index,)) for index in range(clients)]
     try:
-        status, body = client.post()
-        species = json.loads(body)["outputs"][1]["data"] if status == 200 else []
-        if len(species) != len(flowers) or set(species) - set(SPECIES):
-            raise RuntimeError(f"V2 tensor answered {status}: {body[:200]!r}")
-        done, failures, elapsed = keep_posting(client, seconds)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
-        client.close()
-    return {"flowers_per_s": done * len(flowers) / elapsed, "non_2xx": failures}
-
-
-def measure_round(
-    url: str, *, species: str, seconds: int, latency_requests: int, flowers, run_wrk, lua_script, logs: Path
-):
-    """One round of the V2 rows, on the server /classify was just measured on."""
-    script = lua_script(one_flower_body(species), logs, "v2-one")
+        for client in connections:
+            client.close()
+    elapsed = time.perf_counter() - started
     return {
-        "c1": run_wrk(url + PATH, script, 1, seconds),
-        "c32": run_wrk(url + PATH, script, 32, seconds),
-        "lat": latency(url, latency_requests, species),
-        "batch": batch_throughput(url, seconds, flowers),
+        "flowers_per_s": sum(counts) * flowers / elapsed,
+        "requests": sum(counts),
+        "non_2xx": sum(failures),
+        "first": firsts[0],
     }
 
 
-def render(rounds: list[dict[str, Any]], native: dict[str, list], native_batch: list[dict]) -> str:
-    """The V2 section: each V2 figure beside the same server's /classify or /classify_batch figure."""
+def measure_round(
+    url: str,
+    *,
+    mlserver_url: str,
+    round_number: int,
+    species: str,
+    seconds: int,
+    latency_requests: int,
+    flowers: list[dict[str, float]],
+    run_wrk,
+    lua_script,
+    logs: Path,
+) -> dict[str, Any]:
+    """One round of the V2 rows: this service (`url`) and MLServer (`mlserver_url`), alternated."""
+    load_before = os.getloadavg()[0]
+    script = lua_script(one_flower_body(species), logs, "v2-one")
+    one = {"v2": url, "mlserver": mlserver_url}
+    order = list(one) if round_number % 2 == 0 else list(one)[::-1]
+    result: dict[str, Any] = {name: {} for name in one}
+    for connections in (1, 32):
+        for name in order:
+            result[name][f"c{connections}"] = run_wrk(one[name] + PATH, script, connections, seconds)
+    for name in order:
+        result[name]["lat"] = sequential_latency(
+            one[name] + PATH,
+            one_flower_body(species).encode(),
+            latency_requests,
+            lambda answer: species_of(answer) == [species],
+        )
+
+    rows = [[flower[name] for name in FEATURES] for flower in flowers]
+    json_body = infer_body(rows).encode()
+    binary, json_length = binary_body(rows)
+    native = json.dumps({"flowers": flowers}).encode()
+    makers = {
+        "v2_binary": lambda: BinaryClient(url + PATH, binary, json_length),
+        "v2_json": lambda: KeepAliveClient(url + PATH, json_body),
+        "classify_batch": lambda: KeepAliveClient(url + "/classify_batch", native),
+        "mlserver_json": lambda: KeepAliveClient(mlserver_url + PATH, json_body),
+    }
+    shift = round_number % len(BATCH_CONTENDERS)
+    batch: dict[str, Any] = {}
+    for name in BATCH_CONTENDERS[shift:] + BATCH_CONTENDERS[:shift]:
+        measured = concurrent_throughput(makers[name], seconds, len(flowers))
+        first = measured.pop("first")
+        if not first:
+            raise RuntimeError(f"bench: {name} answered its first 10,000-flower request with an error")
+        measured["species"] = species_of(first, binary=name == "v2_binary")
+        if len(measured["species"]) != len(flowers):
+            raise RuntimeError(f"bench: {name} answered {len(measured['species'])} species for {len(flowers)} flowers")
+        batch[name] = measured
+    reference = batch["v2_json"]["species"]
+    for measured in batch.values():
+        measured["agree"] = sum(a == b for a, b in zip(measured.pop("species"), reference, strict=True))
+    result["batch"] = batch
+    result["load"] = (load_before, os.getloadavg()[0])
+    return result
+
+
+def render(rounds: list[dict[str, Any]], native: dict[str, list], seconds: int) -> str:
+    """The V2 section: each V2 figure beside the same server's /classify and MLServer's, with per-round ratios."""
 
     def med(values) -> float:
         return statistics.median(values)
 
-    def row(label: str, runs: dict[str, list]) -> str:
-        return (
-            f"| {label} | {med([r['rps'] for r in runs['c1']]):.0f} | {med([r['rps'] for r in runs['c32']]):.0f} | "
-            f"{med([r['p50_ms'] for r in runs['lat']]):.2f} | {med([r['p99_ms'] for r in runs['lat']]):.2f} |"
-        )
+    def ratio(values: list[float], baseline: list[float]) -> tuple[float, float, float]:
+        per_round = paired_ratios(values, baseline)
+        return med(per_round), min(per_round), max(per_round)
 
-    v2 = {key: [r[key] for r in rounds] for key in ("c1", "c32", "lat")}
-    errors = sum(r["c1"]["non_2xx"] + r["c32"]["non_2xx"] + r["lat"]["non_2xx"] + r["batch"]["non_2xx"] for r in rounds)
-    errors += sum(r["c1"]["socket_errors"] + r["c32"]["socket_errors"] for r in rounds)
-    v2_flowers = med([r["batch"]["flowers_per_s"] for r in rounds])
-    native_flowers = med([b["flowers_per_s"] for b in native_batch])
-    v2_c32, native_c32 = med([r["rps"] for r in v2["c32"]]), med([r["rps"] for r in native["c32"]])
+    def shown(values: list[float], baseline: list[float]) -> str:
+        middle, low, high = ratio(values, baseline)
+        return f"**{middle:.2f}x** ({low:.2f}-{high:.2f})"
+
+    one = {
+        "`POST /classify` (this service)": native,
+        f"`POST {PATH}` (this service)": {key: [r["v2"][key] for r in rounds] for key in ("c1", "c32", "lat")},
+        f"`POST {PATH}` (MLServer)": {key: [r["mlserver"][key] for r in rounds] for key in ("c1", "c32", "lat")},
+    }
+    one_rows = [
+        f"| {label} | {med([r['rps'] for r in runs['c1']]):.0f} | {med([r['rps'] for r in runs['c32']]):.0f} | "
+        f"{med([r['p50_ms'] for r in runs['lat']]):.2f} | {med([r['p99_ms'] for r in runs['lat']]):.2f} |"
+        for label, runs in one.items()
+    ]
+    named = dict(zip(("classify", "v2", "mlserver"), one.values(), strict=True))
+    c32 = {name: [r["rps"] for r in runs["c32"]] for name, runs in named.items()}
+    c1 = {name: [r["rps"] for r in runs["c1"]] for name, runs in named.items()}
+    batch = {name: [r["batch"][name]["flowers_per_s"] for r in rounds] for name in BATCH_CONTENDERS}
+    labels = {
+        "v2_binary": f"`POST {PATH}`, binary tensors in and out ([10000, 4] FP64 bytes)",
+        "v2_json": f"`POST {PATH}`, JSON ([10000, 4] FP64, nested rows)",
+        "classify_batch": '`POST /classify_batch` (`{"flowers": [...]}`)',
+        "mlserver_json": f"`POST {PATH}` on MLServer, the same JSON body (predict_proba)",
+    }
+    batch_rows = [
+        f"| {labels[name]} | {med(batch[name]):,.0f} | {shown(batch[name], batch['mlserver_json'])} | "
+        f"{sum(r['batch'][name]['agree'] for r in rounds):,} / {len(rounds) * 10_000:,} |"
+        for name in BATCH_CONTENDERS
+    ]
+    errors = sum(
+        r[name][key]["non_2xx"] + r[name][key].get("socket_errors", 0)
+        for r in rounds
+        for name in ("v2", "mlserver")
+        for key in ("c1", "c32", "lat")
+    )
+    errors += sum(measured["non_2xx"] for r in rounds for measured in r["batch"].values())
+    loads = [value for r in rounds for value in r["load"]]
+    v2_over_mlserver = ratio(c32["v2"], c32["mlserver"])[0]
+    json_over_mlserver = ratio(batch["v2_json"], batch["mlserver_json"])[0]
+    binary_over_json = ratio(batch["v2_binary"], batch["v2_json"])[0]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
     return f"""
-## Open Inference Protocol (V2) beside the native API (same server, same rounds)
+## Open Inference Protocol (V2): beside /classify and beside MLServer (same run, alternated)
 
-| request | req/s, 1 connection | req/s, 32 connections | p50 ms, 1 conn | p99 ms, 1 conn |
+MLServer {_mlserver_version()} with mlserver-sklearn serves the same stored scikit-learn pipeline
+(`bench/mlserver_contender.py`, its own venv `.venv-mlserver`): MLServer's defaults (one parallel inference
+worker beside its HTTP process) except loopback ports, `debug: false` (no access log, as this service) and
+`predict_fn: predict_proba`. Both get the same request bodies. {len(rounds)} rounds of {seconds} s per measure;
+which V2 server goes first swaps every round, the four 10,000-flower contenders rotate. 1-minute load average
+(`uptime`) at the start and end of each round: {", ".join(f"{value:.1f}" for value in loads)} on 2 cores (the
+machine is shared: read the ratios, which pair figures from the same round; the ranges are over the rounds).
+
+| one flower (`[1, 4]` FP64 JSON) | req/s, 1 connection | req/s, 32 connections | p50 ms, 1 conn | p99 ms, 1 conn |
 |---|---:|---:|---:|---:|
-{row("`POST /classify`, one flower", native)}
-{row(f"`POST {PATH}`, one flower ([1, 4] FP64)", v2)}
+{chr(10).join(one_rows)}
 
-| batch of 10,000 flowers, one connection | flowers/s |
-|---|---:|
-| `POST /classify_batch` | {native_flowers:,.0f} |
-| `POST {PATH}` ([10000, 4] FP64, nested rows) | {v2_flowers:,.0f} |
+V2 infer / MLServer's V2 infer: {shown(c32["v2"], c32["mlserver"])} at 32 connections,
+{shown(c1["v2"], c1["mlserver"])} at 1. V2 infer / `/classify`: {shown(c32["v2"], c32["classify"])} at 32
+connections, {shown(c1["v2"], c1["classify"])} at 1.
 
-V2 / native: {v2_c32 / native_c32:.2f}x the requests/s at 32 connections, {v2_flowers / native_flowers:.2f}x the
-flowers/s for 10,000 flowers; the same flowers, the same model call. V2 non-2xx + socket errors: {errors}.
+| 10,000 flowers per request, {CLIENTS} clients | flowers/s | / MLServer's | species equal to V2 JSON's |
+|---|---:|---:|---:|
+{chr(10).join(batch_rows)}
+
+Binary / JSON on this service's V2: {shown(batch["v2_binary"], batch["v2_json"])}. The prediction log is on
+for this service throughout (every flower written). Non-2xx answers and socket errors in these rows: {errors}.
+
+| target (issue #26) | measured | |
+|---|---|---|
+| one-flower V2 infer >= 8x MLServer's at 32 connections | {v2_over_mlserver:.2f}x | {verdict(v2_over_mlserver >= 8)} |
+| 10,000-flower JSON >= 1.5x MLServer's flowers/s | {json_over_mlserver:.2f}x | {verdict(json_over_mlserver >= 1.5)} |
+| 10,000-flower binary tensor faster than JSON | {binary_over_json:.2f}x | {verdict(binary_over_json > 1)} |
 """
+
+
+def _mlserver_version() -> str:
+    from bench.mlserver_contender import LOCK
+
+    pins = dict(line.split(" ", 1)[0].split("==") for line in LOCK.read_text().splitlines() if "==" in line)
+    return pins.get("mlserver", "?")

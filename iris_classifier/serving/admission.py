@@ -10,18 +10,24 @@ body, whose size is not known, the most), and the charge is held until the answe
 would take the flowers in flight over the budget is refused; so is any batch while the pod's working set is
 already near its limit (what the budget's model did not foresee: fragmentation, the web UI's build, files in
 memory). Nothing of a refused request has been read or processed. One-flower requests keep flowing: batches
-may fill the budget only up to a small reserve that small requests can still use.
+may fill the budget only up to a small reserve that small requests can still use, and an admitted batch waits
+for one of a few execution slots (one per CPU the pod may use: its cgroup's CPU quota) before its body is
+read, holding the slot until its answer starts. So at most that many batches parse, classify and build
+answers at once, and the event loop that answers one-flower requests competes for the GIL with one batch
+thread, not with dozens; a waiting batch holds its headers only (its body waits in the socket).
 
 The budget (`PodMemory.budget`): the cgroup's memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`;
 no limit: the host's memory), less what the pod uses when the worker is ready, less the prediction log's
 files when they live in memory (tmpfs: Docker's `--tmpfs`, an `emptyDir` with `medium: Memory`), less a
 headroom, divided by the memory one flower in flight costs (measured by `make bench-memory`) and by the
 number of workers. Environment: IRIS_ADMISSION_FLOWERS sets the budget, IRIS_FLOWER_COST_BYTES the cost,
-IRIS_ADMISSION=off turns refusing off (the in-flight gauge still counts; to reproduce what happens without it).
+IRIS_BATCH_SLOTS the execution slots, IRIS_ADMISSION=off turns refusing and the slots off (the in-flight gauge
+still counts; to reproduce what happens without them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -41,6 +47,7 @@ logger = logging.getLogger("bentoml.iris_classifier.admission")  # under "bentom
 
 SWITCH_ENV = "IRIS_ADMISSION"  # "off": nothing is refused
 BUDGET_ENV = "IRIS_ADMISSION_FLOWERS"
+SLOTS_ENV = "IRIS_BATCH_SLOTS"
 COST_ENV = "IRIS_FLOWER_COST_BYTES"
 LOG_MEMORY_ENV = "IRIS_PREDICTION_LOG_MAX_MB"  # the prediction log's files, all rotations together
 
@@ -54,8 +61,9 @@ SMALL_REQUEST_FLOWERS = 64  # a request charged at most this many flowers is sma
 NO_LIMIT_MAX_FLOWERS = 1_000_000  # without a memory limit: generous, but finite
 MIN_HEADROOM_BYTES = 64 * 2**20
 # The prediction log's files by default (BufferedMonitor: 64 MiB, 5 rotations): on a memory-backed volume
-# they get at most a quarter of the limit.
+# they get at most an eighth of the limit (LOG_MEMORY_SHARE).
 LOG_FILE_BYTES, LOG_BACKUPS = 64 * 2**20, 5
+LOG_MEMORY_SHARE = 8
 MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}
 PRESSURE_READ_SECONDS = 0.1  # the working set is read at most this often (two small files)
 
@@ -66,6 +74,12 @@ V2_FLOWER_BYTES = 2 * len(FEATURES)  # "1,1,1,1," as a flat tensor
 flowers_in_flight = Gauge(
     name="iris_admission_flowers_in_flight",
     documentation="Flowers of admitted many-flower requests (/classify_batch, V2 infer) not yet answered, summed "
+    "over the pod's workers",
+    multiprocess_mode="livesum",
+)
+batches_waiting = Gauge(
+    name="iris_admission_batches_waiting",
+    documentation="Admitted many-flower requests waiting for an execution slot (their body not read yet), summed "
     "over the pod's workers",
     multiprocess_mode="livesum",
 )
@@ -117,6 +131,19 @@ class Cgroup:
             return None
         value = int(text)
         return None if value >= psutil.virtual_memory().total else value
+
+    def cpu_limit(self) -> float | None:
+        """CPUs the cgroup's quota allows (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`); None for none."""
+        if self.version == 2:
+            quota, _, period = (self.directory / "cpu.max").read_text().partition(" ")
+            return None if quota == "max" else int(quota) / int(period)
+        cpu = self.directory.parent / "cpu"  # v1: the cpu hierarchy beside the memory one, same path below it
+        path = Path(*self.directory.parts[self.directory.parts.index("memory") + 1 :])
+        for folder in (cpu / path, cpu):
+            if (folder / "cpu.cfs_quota_us").exists():
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
+        return None
 
     def working_set(self) -> int:
         """Usage less inactive file pages (what the kubelet calls the working set): what cannot be reclaimed soon."""
@@ -173,6 +200,7 @@ class Budget:
     flower_cost_bytes: int
     workers: int
     how: str
+    slots: int = 1  # batches that may execute at once
 
     def describe(self) -> str:
         mib = 2**20
@@ -183,7 +211,10 @@ class Budget:
             f"- {self.log_bytes / mib:,.0f} MiB prediction log in memory - {self.headroom_bytes / mib:,.0f} MiB "
             f"headroom) / {self.flower_cost_bytes:,} bytes per flower / {self.workers} worker(s)"
         )
-        return f"admission: {self.flowers:,} flowers in flight per worker ({self.how}: {derived})"
+        return (
+            f"admission: {self.flowers:,} flowers in flight per worker ({self.how}: {derived}); "
+            f"{self.slots} batch(es) executing at once"
+        )
 
 
 def derive_flowers(*, limit: int, baseline: int, log_bytes: int, headroom: int, cost: int, workers: int) -> int:
@@ -219,12 +250,12 @@ class PodMemory:
 
     def log_files_bytes(self) -> int:
         """All the prediction log's files together, rotations included: IRIS_PREDICTION_LOG_MAX_MB, else the
-        default, and on a memory-backed volume at most a quarter of the limit."""
+        default, and on a memory-backed volume at most an eighth of the limit."""
         configured = os.environ.get(LOG_MEMORY_ENV)
         if configured:
             return int(float(configured) * 2**20)
         default = LOG_FILE_BYTES * (LOG_BACKUPS + 1)
-        return min(default, self.limit_bytes // 4) if self.log_in_memory else default
+        return min(default, self.limit_bytes // LOG_MEMORY_SHARE) if self.log_in_memory else default
 
     def log_rotation(self) -> dict[str, int]:
         """The prediction log's rotation (BufferedMonitor's max_bytes and backup_count) within log_files_bytes."""
@@ -238,6 +269,19 @@ class PodMemory:
         parent = me.parent()
         processes = [me, *(parent.children() if parent else ())]
         return sum(process.memory_info().rss for process in {p.pid: p for p in processes}.values())
+
+    def batch_slots(self, workers: int = 1) -> int:
+        """Batches one worker may execute at once: IRIS_BATCH_SLOTS, else the CPUs of the cgroup's quota (else of the
+        machine) shared by the workers, at least one."""
+        if os.environ.get(SLOTS_ENV):
+            return max(1, int(os.environ[SLOTS_ENV]))
+        cpus = None
+        if self.cgroup is not None:
+            try:
+                cpus = self.cgroup.cpu_limit()
+            except (OSError, ValueError):
+                cpus = None
+        return max(1, int((cpus or os.cpu_count() or 1) / max(1, workers)))
 
     def budget(self, workers: int = 1) -> Budget:
         """The budget, from what is in use now (call it once the model is loaded)."""
@@ -254,6 +298,7 @@ class PodMemory:
             "headroom_bytes": headroom,
             "flower_cost_bytes": cost,
             "workers": workers,
+            "slots": self.batch_slots(workers),
         }
         if os.environ.get(SWITCH_ENV, "on").lower() in ("off", "0", "false"):
             return Budget(flowers=None, how="off", **common)
@@ -297,6 +342,7 @@ class Admission:
         self.budget: Budget | None = None  # none yet: everything is admitted (and counted)
         self.in_flight = 0
         self.under_pressure: Callable[[], bool] | None = None
+        self.slots: asyncio.Semaphore | None = None  # made in the server's event loop, on first use
 
     def configure(self, budget: Budget, under_pressure: Callable[[], bool] | None = None) -> Budget:
         """Take the budget (the service's __init__, once the model is loaded); logs it and sets its gauge."""
@@ -323,6 +369,14 @@ class Admission:
     def release(self, flowers: int) -> None:
         self.in_flight -= flowers
         flowers_in_flight.dec(flowers)
+
+    def slot(self, flowers: int) -> asyncio.Semaphore | None:
+        """The execution slots a request of `flowers` must take one of: None for a small one, or with refusing off."""
+        if flowers <= SMALL_REQUEST_FLOWERS or self.budget is None or self.budget.flowers is None:
+            return None
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.budget.slots)
+        return self.slots
 
 
 def charge(path: str, headers: Any) -> int | None:
@@ -370,9 +424,33 @@ class AdmissionControl:
             requests_shed_total.labels(reason=reason).inc()
             await send_json(send, 503, self.refusal(reason, flowers), [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)])
             return
+        slots = self.admission.slot(flowers)
+        if slots is None:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.admission.release(flowers)
+            return
+        holding = False
+
+        async def send_releasing(message: Any) -> None:  # the slot is for the work, not for sending the answer
+            nonlocal holding
+            if holding and message["type"] == "http.response.start":
+                holding = False
+                slots.release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            batches_waiting.inc()
+            try:
+                await slots.acquire()
+            finally:
+                batches_waiting.dec()
+            holding = True
+            await self.app(scope, receive, send_releasing)
         finally:
+            if holding:
+                slots.release()
             self.admission.release(flowers)
 
     def refusal(self, reason: str, flowers: int) -> dict[str, Any]:

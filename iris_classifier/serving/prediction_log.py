@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 # Records queued for the writer at most: ~10 full batches, ~7 MB as batch columns (~34 MB as single flowers).
 MAX_PENDING_RECORDS = 100_000
+# Records the writer turns into JSON lines at once: one full batch, ~12 MB of transient pieces and lines.
+WRITE_CHUNK_RECORDS = 10_000
 dropped_total = Counter(
     name="iris_prediction_log_dropped_total",
     documentation="Prediction log records (flowers) dropped, by reason: queue_full (the writer fell more than "
@@ -106,6 +108,12 @@ def json_lines(keys: Sequence[str], columns: Sequence[Sequence[Any]], tails: lis
             flat[2 * number + 1 :: stride] = [piece for chunk in chunks for piece in encoded_column(chunk)]
     flat[stride - 1 :: stride] = tails
     return b"".join(flat)
+
+
+def _records(entry: tuple[float, str, int, Any]) -> int:
+    """Records in a queued entry: a row tuple is one, columns hold one per value."""
+    data = entry[3]
+    return 1 if type(data) is tuple else len(data[0])
 
 
 class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
@@ -219,61 +227,73 @@ class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
             wake.clear()
 
     def flush(self) -> int:
-        """Write what is queued, in order; returns the number of records written."""
+        """Write what is queued, in order, WRITE_CHUNK_RECORDS at a time (what a write builds stays a few MB, and
+        the GIL is let go between writes); returns the number of records written."""
         with self.write_lock:
             with self.queue_lock:  # the whole queue at once: requests append to a fresh one meanwhile
                 taken, self.pending, self.queued = self.pending, collections.deque(), 0
-            if not taken:
-                return 0
-            keys = self.keys or ()
-            columns: list[list[Any]] = [[] for _ in keys]  # per column, the value chunks of consecutive records
-            rows: list[tuple[Any, ...]] = []  # single flowers since the last batch, transposed in one go
-            tails: list[bytes] = []  # per line, its `,"timestamp":..,"request_id":..,"trace_id":..}\n`
-            seconds: dict[int, str] = {}  # "2026-11-27T23:31:58" once per second: isoformat per record cost half
-
-            def rows_to_columns() -> None:
-                for chunks, values in zip(columns, zip(*rows, strict=True), strict=True):
-                    chunks.append(values)
-                rows.clear()
-
+            written = 0
             while taken:
-                stamp, request_id, trace_id, data = taken.popleft()
-                whole = int(stamp)
-                if whole not in seconds:
-                    seconds[whole] = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-                when = f"{seconds[whole]}.{int((stamp - whole) * 1e6):06d}+00:00"
-                extra = {self.COLUMN_TIME: when, self.COLUMN_RID: request_id, self.COLUMN_TID: str(trace_id)}
-                tail = b"," + orjson.dumps(extra)[1:] + b"\n"
-                if type(data) is tuple:
-                    rows.append(data)
-                    tails.append(tail)
-                else:
-                    if rows:
-                        rows_to_columns()
-                    for chunks, values in zip(columns, data, strict=True):
-                        chunks.append(values)
-                    tails.extend([tail] * len(data[0]))
-            if rows:
-                rows_to_columns()
-            count = len(tails)
-            if self.failed:
-                self._drop_unwritable(count)
-                return 0
-            try:
-                lines = json_lines(keys, columns, tails)
-                self.data_path.parent.mkdir(parents=True, exist_ok=True)
-                self._rotate_if_full()
-                with self.data_path.open("ab") as data_file:  # one write per flush: whole lines, O_APPEND
-                    data_file.write(lines)
-            except OSError as error:
-                self._give_up(error)
-                self._drop_unwritable(count)
-                return 0
-            self.written += count
-            return count
+                group, records = [], 0
+                while taken and (not group or records + _records(taken[0]) <= WRITE_CHUNK_RECORDS):
+                    group.append(taken.popleft())
+                    records += _records(group[-1])
+                written += self._write(group)
+            return written
 
-    def _rotate_if_full(self) -> None:
-        if not self.data_path.exists() or self.data_path.stat().st_size < self.max_bytes:
+    def _write(self, group: list[tuple[float, str, int, Any]]) -> int:
+        """Write queued entries as JSON lines, in one write; returns the number of records written."""
+        keys = self.keys or ()
+        columns: list[list[Any]] = [[] for _ in keys]  # per column, the value chunks of consecutive records
+        rows: list[tuple[Any, ...]] = []  # single flowers since the last batch, transposed in one go
+        tails: list[bytes] = []  # per line, its `,"timestamp":..,"request_id":..,"trace_id":..}\n`
+        seconds: dict[int, str] = {}  # "2026-11-27T23:31:58" once per second: isoformat per record cost half
+
+        def rows_to_columns() -> None:
+            for chunks, values in zip(columns, zip(*rows, strict=True), strict=True):
+                chunks.append(values)
+            rows.clear()
+
+        for stamp, request_id, trace_id, data in group:
+            whole = int(stamp)
+            if whole not in seconds:
+                seconds[whole] = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            when = f"{seconds[whole]}.{int((stamp - whole) * 1e6):06d}+00:00"
+            extra = {self.COLUMN_TIME: when, self.COLUMN_RID: request_id, self.COLUMN_TID: str(trace_id)}
+            tail = b"," + orjson.dumps(extra)[1:] + b"\n"
+            if type(data) is tuple:
+                rows.append(data)
+                tails.append(tail)
+            else:
+                if rows:
+                    rows_to_columns()
+                for chunks, values in zip(columns, data, strict=True):
+                    chunks.append(values)
+                tails.extend([tail] * len(data[0]))
+        if rows:
+            rows_to_columns()
+        count = len(tails)
+        if self.failed:
+            self._drop_unwritable(count)
+            return 0
+        try:
+            lines = json_lines(keys, columns, tails)
+            self.data_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_full(len(lines))
+            with self.data_path.open("ab") as data_file:  # one write per group: whole lines, O_APPEND
+                data_file.write(lines)
+        except OSError as error:
+            self._give_up(error)
+            self._drop_unwritable(count)
+            return 0
+        self.written += count
+        return count
+
+    def _rotate_if_full(self, incoming: int = 0) -> None:
+        """Rotate before a write would take the file past max_bytes: each file holds at most max_bytes (or one
+        write), so the log's files together stay within (backup_count + 1) x max_bytes, as a tmpfs needs."""
+        size = self.data_path.stat().st_size if self.data_path.exists() else 0
+        if size == 0 or size + incoming <= self.max_bytes:
             return
         for number in range(self.backup_count - 1, 0, -1):
             older = self.data_path.with_name(f"{self.data_path.name}.{number}")

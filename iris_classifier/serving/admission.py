@@ -137,9 +137,10 @@ class Cgroup:
         if self.version == 2:
             quota, _, period = (self.directory / "cpu.max").read_text().partition(" ")
             return None if quota == "max" else int(quota) / int(period)
-        cpu = self.directory.parent / "cpu"  # v1: the cpu hierarchy beside the memory one, same path below it
-        path = Path(*self.directory.parts[self.directory.parts.index("memory") + 1 :])
-        for folder in (cpu / path, cpu):
+        parts = self.directory.parts  # v1: the cpu hierarchy beside the memory one, the same path below it
+        mount = parts.index("memory")
+        cpu, below = Path(*parts[:mount]) / "cpu", Path(*parts[mount + 1 :])
+        for folder in (cpu / below, cpu):
             if (folder / "cpu.cfs_quota_us").exists():
                 quota = int((folder / "cpu.cfs_quota_us").read_text())
                 return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())

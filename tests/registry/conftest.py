@@ -48,21 +48,31 @@ def pipeline_outputs(pipeline_ready) -> Path:
     return ROOT
 
 
-@pytest.fixture()
-def registry_copy(tmp_path, pipeline_outputs) -> Copy:
-    """A git copy whose HEAD records the pipeline outputs it holds (`dvc status` clean), with its own BentoML home."""
-    env = {**git_env(), "BENTOML_HOME": str(tmp_path / "project" / ".bentoml")}
-    path = copy_project(tmp_path / "project")  # commits the work tree as is, dvc.lock included
+@pytest.fixture(scope="session")
+def registry_project(tmp_path_factory, pipeline_outputs) -> Path:
+    """A git copy whose HEAD records the pipeline outputs it holds (`dvc status` clean): made and checked once per
+    worker, copied for each test (`registry_copy`)."""
+    path = copy_project(tmp_path_factory.mktemp("registry") / "project")  # commits the work tree, dvc.lock included
     for name in OUTPUTS:
         shutil.copytree(ROOT / name, path / name, dirs_exist_ok=True)
     # make's install rule reruns when requirements.lock is newer than the venv's stamp; in a copy that would
     # point the shared venv's .pth at the copy. The copy's lock file is as old as the project's.
     stat = (ROOT / "requirements.lock").stat()
     os.utime(path / "requirements.lock", ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    copy = Copy(path, env)
+    env = {**git_env(), "BENTOML_HOME": str(path / ".bentoml")}
+    assert run(["dvc", "status", "--json"], cwd=path, env=env).stdout.strip() == "{}"
+    return path
+
+
+@pytest.fixture()
+def registry_copy(tmp_path, registry_project) -> Copy:
+    """A copy of `registry_project` of this test's own (times kept, so the lock file stays as old), with its own
+    BentoML home."""
+    path = tmp_path / "project"
+    shutil.copytree(registry_project, path, symlinks=True)
+    copy = Copy(path, {**git_env(), "BENTOML_HOME": str(path / ".bentoml")})
     project_tags = run(["git", "tag", "--list", "iris-classifier*"]).stdout
     assert copy.git("status", "--porcelain") == ""
-    assert run(["dvc", "status", "--json"], cwd=path, env=env).stdout.strip() == "{}"
     yield copy
     assert run(["git", "tag", "--list", "iris-classifier*"]).stdout == project_tags, "a tag landed in the project"
     pth = next((ROOT / ".venv" / "lib").glob("python3.*/site-packages/iris_classifier_project.pth"))

@@ -33,9 +33,7 @@ SLOW_FIXTURES = {"pipeline_ready", "project_copy", "rebuilt_project", "gdrive_pr
 # joins its group, so the thing is made once per run and never raced: tests that count on a server's metrics see
 # no other worker's requests, and users of the project's BentoML store or of the Docker engine take turns.
 WORKER_GROUPS = {
-    "server": "source-server",  # the source service (session)
-    "browser": "source-server",  # Chromium, whose pages load that service's UI
-    "standalone_demo": "source-server",
+    "server": "source-server",  # the source service (session), its UI and the demo in front of it
     "bento_tag": "bentoml-store",  # builds this commit's Bento into the project's store
     "bento_server": "bentoml-store",
     "unconvertible_model": "bentoml-store",  # trains into the project's store, then deletes it

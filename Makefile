@@ -270,3 +270,15 @@ rollout-test: install ## two containers behind HAProxy under load, both replaced
 
 k8s-deploy: install ## (Jenkins Deploy; KUBECONFIG) check the signature (SIGN_PUBKEY), render ENV by digest, apply, rollout, smoke; undo on failure
 	@SIGSTORE="$(SIGSTORE)" $(PY) -m ops.k8s deploy --env $(K8S_ENV) $(K8S_IMAGE_ARGS) --pubkey "$(SIGN_PUBKEY)"
+
+# --- Overload (issue #25): memory per batch in flight, and the flood at the production pod's own limits ---
+.PHONY: bench-memory flood-test
+FLOOD_CLIENTS ?= 48
+FLOOD_SECONDS ?= 20
+
+bench-memory: install ## idle RSS and RSS per 10,000-flower batch in flight, in this commit's image under the pod's limits (make image first; BASELINE_IMAGE=... beside it): docs/benchmarks.md
+	$(PY) -m bench.memory --record $(if $(BASELINE_IMAGE),--baseline $(BASELINE_IMAGE))
+
+flood-test: install ## the image under the production pod's limits, flooded with 10,000-flower batches + a light /classify client: never OOM-killed, sheds with 503 + Retry-After (make image first; the full one: FLOOD_CLIENTS=320 FLOOD_SECONDS=60 FLOOD_OFF=1)
+	FLOOD_CLIENTS=$(FLOOD_CLIENTS) FLOOD_SECONDS=$(FLOOD_SECONDS) FLOOD_OFF=$(FLOOD_OFF) \
+	  $(PY) -m pytest -p no:cacheprovider -s tests/overload/test_flood.py $(PYTEST_ARGS)

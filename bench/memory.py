@@ -1,18 +1,19 @@
 """Memory in the production image: idle, and per 10,000-flower batch in flight: `make bench-memory`.
 
-    python -m bench.memory [--seconds 8] [--concurrency 1 2 4 8] [--baseline IMAGE] [--record]
+    python -m bench.memory [--seconds 8] [--concurrency 1 4 16 32] [--baseline IMAGE] [--record]
 
 Each image runs under the production pod's constraints (bench/flood.py: the render's limits, read-only root,
 its user, a tmpfs per volume). Idle: the cgroup's anonymous memory and each process's resident memory once
 the service is ready and its web UI built. In flight: K clients post the same 10,000-flower batch back to
-back on one route for a few seconds while the cgroup is sampled every 50 ms; the peak anonymous memory
-over idle, against K, gives the memory per batch in flight (a least-squares slope; its intercept is what
-any load adds once, e.g. the prediction log's writer). Measured twice: with admission off (every batch
-executes at once: what each costs while being parsed, classified and answered) and as deployed
-(admission on: one executes per CPU, the others wait with their body unread). The prediction log's files
-per flower come from the log folder (a tmpfs, so memory too). `--baseline IMAGE` measures another image
-(an older commit's) the same way, alternated, for a before/after. `--record` writes the section
-`bench-memory` of docs/benchmarks.md.
+back on one route for a few seconds while the cgroup is sampled every 50 ms, K rising in one fresh container
+per route and setting; the peak anonymous memory over idle (a high-water mark: the allocator keeps what it
+took), against K, gives the memory per batch in flight (a least-squares slope; its intercept is what any
+load adds once, e.g. the executing batch and the prediction log's writer). Measured twice: with admission
+off (every batch is read and parsed as it comes and waits for the model with its body and rows; V2 runs in
+a thread pool) and as deployed (admission on: one executes per CPU, the others wait with their body
+unread). The prediction log's bytes per flower come from its folder (a tmpfs, so memory too).
+`--baseline IMAGE` measures another image (an older commit's) the same way, after this one, for a
+before/after. `--record` writes the section `bench-memory` of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -115,43 +116,44 @@ def peak_anon_while(sample: Any, work: Any) -> tuple[int, Any]:
 
 
 def measure_image(image: str, *, concurrency: list[int], seconds: float, memory: str | None) -> ImageMemory:
+    """Per admission setting and route, a fresh container: idle, then K = each of `concurrency` in turn (rising);
+    the allocator keeps what it took, so each K's figure is the high-water mark over idle."""
     native, v2, _ = batch_bodies()
     bodies = {"/classify_batch": native, V2_PATH: v2}
     found = ImageMemory(image=image)
     for setting, env in (("off", {"IRIS_ADMISSION": "off"}), ("on", {})):
-        constraints = production_constraints(memory)
-        constraints.image = image
-        constraints.env = {**constraints.env, **env}
-        name = f"iris-flood-memory-{os.getpid()}"
-        port = k8s.free_port()
-        with k8s.running_pod(constraints, name=name, port=port) as url:
-            k8s.wait_ready(url, timeout=180, container=name)
-            for route, body in bodies.items():  # warm: the first answers, and the UI built in the background
-                requests.post(f"{url}{route}", data=body, headers={"Content-Type": "application/json"}, timeout=120)
-            time.sleep(3)
-            sample, _, _ = cgroup_reader(name)
-            idle = sample(time.monotonic())
-            if setting == "off":
-                found.idle_anon = idle.anon
-                found.idle_processes = process_rss(name)
-            for route, body in bodies.items():
+        for route, body in bodies.items():
+            constraints = production_constraints(memory)
+            constraints.image = image
+            constraints.env = {**constraints.env, **env}
+            name = f"iris-flood-memory-{os.getpid()}"
+            port = k8s.free_port()
+            with k8s.running_pod(constraints, name=name, port=port) as url:
+                k8s.wait_ready(url, timeout=180, container=name)
+                for warm in bodies:  # the first answers of both routes, and the UI built in the background
+                    requests.post(f"{url}{warm}", data=bodies[warm], headers={"Content-Type": "application/json"},
+                                  timeout=120)  # fmt: skip
+                time.sleep(3)
+                sample, _, _ = cgroup_reader(name)
+                idle = sample(time.monotonic()).anon
+                if setting == "off" and route == "/classify_batch":
+                    found.idle_anon = idle
+                    found.idle_processes = process_rss(name)
                 rows = found.in_flight.setdefault((setting, route), [])
                 for clients in concurrency:
-                    time.sleep(1.5)  # let the log's writer and the allocator settle
-                    base = sample(time.monotonic()).anon
                     target = f"{url}{route}"
                     peak, answered = peak_anon_while(
                         sample, lambda target=target, body=body, clients=clients: hammer(target, body, clients, seconds)
                     )
-                    rows.append((clients, max(0, peak - base), answered))
+                    rows.append((clients, max(0, peak - idle), answered))
                     print(f"bench-memory: {image} admission {setting} {route} x{clients}: "
-                          f"+{mib(peak - base)} MiB anon, {answered} batches", flush=True)  # fmt: skip
-            if setting == "on":
-                folder = f"{constraints.env['IRIS_MONITOR_DIR']}/iris_predictions/data"
-                script = f"cat {folder}/data.*.log* | wc -c; cat {folder}/data.*.log* | wc -l"
-                out = subprocess.run(["docker", "exec", name, "sh", "-c", script], capture_output=True, text=True)
-                size, lines = (int(value) for value in out.stdout.split()[:2])
-                found.log_bytes_per_flower = size / lines if lines else None
+                          f"+{mib(peak - idle)} MiB anon over idle, {answered} batches", flush=True)  # fmt: skip
+                if setting == "on" and route == "/classify_batch":
+                    folder = f"{constraints.env['IRIS_MONITOR_DIR']}/iris_predictions/data"
+                    script = f"cat {folder}/data.*.log* | wc -c; cat {folder}/data.*.log* | wc -l"
+                    out = subprocess.run(["docker", "exec", name, "sh", "-c", script], capture_output=True, text=True)
+                    size, lines = (int(value) for value in out.stdout.split()[:2])
+                    found.log_bytes_per_flower = size / lines if lines else None
     return found
 
 
@@ -203,7 +205,7 @@ def render(results: list[ImageMemory], command: str, concurrency: list[int], sec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--image", default=None, help="image (default: the production render's, this commit)")
     parser.add_argument("--baseline", default=None, help="an older image, measured the same way after this one")
     parser.add_argument("--memory", default=None, help="memory limit (default: the production render's)")

@@ -52,3 +52,17 @@ def test_the_check_notices_an_import_the_deps_miss(graph):
     found = subpackages_imported("train.py", graph)
     assert {"iris_classifier/model", "iris_classifier/project", "iris_classifier/data"} <= found
     assert "iris_classifier/serving" not in found
+
+
+def test_bytecode_never_counts_in_a_stage_dependency():
+    """Stages hash whole subpackages: a clone that ran Python (its __pycache__) must still be up to date."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for path in ("iris_classifier/project/__pycache__/paths.cpython-311.pyc", "iris_classifier/model/store.pyc"):
+        ignored = subprocess.run([dvc, "check-ignore", path], cwd=ROOT, capture_output=True, text=True)
+        assert ignored.returncode == 0, f"{path} is hashed by DVC: add it to .dvcignore"
+    kept = subprocess.run([dvc, "check-ignore", "iris_classifier/project/paths.py"], cwd=ROOT, capture_output=True)
+    assert kept.returncode == 1

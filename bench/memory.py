@@ -35,6 +35,7 @@ from bench.report import REPORT, write_section
 from ops import k8s
 
 ROUTES = ("/classify_batch", V2_PATH)
+OOM_KILLED = -1  # in place of a peak: the OOM killer ended the worker at this K
 
 
 @dataclass
@@ -67,7 +68,8 @@ def process_rss(container: str) -> dict[str, int]:
 
 
 def hammer(url: str, body: bytes, clients: int, seconds: float) -> int:
-    """`clients` keep-alive connections posting `body` back to back; the number of 200 answers."""
+    """`clients` keep-alive connections posting `body` back to back; the number of 200 answers (a connection the
+    server drops ends that client: the caller asks the cgroup whether the OOM killer was the cause)."""
     answered = [0] * clients
 
     def client(number: int) -> None:
@@ -81,6 +83,8 @@ def hammer(url: str, body: bytes, clients: int, seconds: float) -> int:
                     answered[number] += 1
                 elif b"retry-after" in head.lower():
                     time.sleep(0.2)
+        except OSError:
+            return
         finally:
             connection.close()
 
@@ -134,7 +138,7 @@ def measure_image(image: str, *, concurrency: list[int], seconds: float, memory:
                     requests.post(f"{url}{warm}", data=bodies[warm], headers={"Content-Type": "application/json"},
                                   timeout=120)  # fmt: skip
                 time.sleep(3)
-                sample, _, _ = cgroup_reader(name)
+                sample, _, oom_kills = cgroup_reader(name)
                 idle = sample(time.monotonic()).anon
                 if setting == "off" and route == "/classify_batch":
                     found.idle_anon = idle
@@ -145,6 +149,10 @@ def measure_image(image: str, *, concurrency: list[int], seconds: float, memory:
                     peak, answered = peak_anon_while(
                         sample, lambda target=target, body=body, clients=clients: hammer(target, body, clients, seconds)
                     )
+                    if oom_kills():  # the worker was killed (and restarted): no figure, and no higher K
+                        rows.append((clients, OOM_KILLED, answered))
+                        print(f"bench-memory: {image} admission {setting} {route} x{clients}: OOM-killed", flush=True)
+                        break
                     rows.append((clients, max(0, peak - idle), answered))
                     print(f"bench-memory: {image} admission {setting} {route} x{clients}: "
                           f"+{mib(peak - idle)} MiB anon over idle, {answered} batches", flush=True)  # fmt: skip
@@ -159,6 +167,9 @@ def measure_image(image: str, *, concurrency: list[int], seconds: float, memory:
 
 def slope(points: list[tuple[int, int, int]]) -> tuple[float, float]:
     """Least squares of peak over K: (bytes per batch in flight, bytes added by any load)."""
+    points = [point for point in points if point[1] != OOM_KILLED]
+    if len(points) < 2:
+        return 0.0, float(points[0][1]) if points else 0.0
     xs = [float(k) for k, _, _ in points]
     ys = [float(peak) for _, peak, _ in points]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -186,7 +197,9 @@ def render(results: list[ImageMemory], command: str, concurrency: list[int], sec
         processes = f"{mib(result.idle_processes.get('supervisor'))} / {mib(result.idle_processes.get('worker'))}"
         for (setting, route), points in result.in_flight.items():
             per, once = slope(points)
-            peaks = ", ".join(f"{k}: {peak / 2**20:.0f}" for k, peak, _ in points)
+            peaks = ", ".join(
+                f"{k}: **OOM-killed**" if peak == OOM_KILLED else f"{k}: {peak / 2**20:.0f}" for k, peak, _ in points
+            )
             lines.append(
                 f"| `{result.image.split(':')[-1][:12]}` | {mib(result.idle_anon)} | {processes} | `{route}` | "
                 f"{setting} | {per / 2**20:.1f} | {once / 2**20:.0f} | {peaks} |"

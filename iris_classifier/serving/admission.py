@@ -51,9 +51,11 @@ SLOTS_ENV = "IRIS_BATCH_SLOTS"
 COST_ENV = "IRIS_FLOWER_COST_BYTES"
 LOG_MEMORY_ENV = "IRIS_PREDICTION_LOG_MAX_MB"  # the prediction log's files, all rotations together
 
-# Memory one flower in flight costs the worker, /classify_batch being the dearest route: `make bench-memory`
-# measured ~1.2 kB of resident memory per flower (10,000-flower batches held in flight in the production
-# image, docs/benchmarks.md); rounded up for the allocator's fragmentation under a long flood.
+# Memory one admitted flower may cost the pod. Measured in the production image (docs/benchmarks.md): a batch
+# waiting for its slot ~0.04 kB per flower (`make bench-memory`, its body still unread), one read and waiting
+# for the model ~0.15 kB (admission off), and under the 320-client flood ~0.5 kB per admitted flower (the
+# executing batch, answers being sent, refused bodies being drained). 2 kB keeps 4x of that for clients slow
+# to read their answers (1.8 MB per 10,000 flowers, held until sent) and the allocator's fragmentation.
 FLOWER_COST_BYTES = 2048
 # Batches may fill the budget only up to this many flowers short of it: what one-row requests can still use.
 SMALL_RESERVE_FLOWERS = 2_000

@@ -9,12 +9,17 @@ V2 infer) are charged, before their body is read, the most flowers a body of tha
 body, whose size is not known, the most), and the charge is held until the answer is sent. A request that
 would take the flowers in flight over the budget is refused; so is any batch while the pod's working set is
 already near its limit (what the budget's model did not foresee: fragmentation, the web UI's build, files in
-memory). Nothing of a refused request has been read or processed. One-flower requests keep flowing: batches
-may fill the budget only up to a small reserve that small requests can still use, and an admitted batch waits
-for one of a few execution slots (one per CPU the pod may use: its cgroup's CPU quota) before its body is
-read, holding the slot until its answer starts. So at most that many batches parse, classify and build
-answers at once, and the event loop that answers one-flower requests competes for the GIL with one batch
-thread, not with dozens; a waiting batch holds its headers only (its body waits in the socket).
+memory). Nothing of a refused request has been read or processed. Its Retry-After is how long the flowers
+already in flight take to be answered at the rate of the last RATE_WINDOW_SECONDS (at least 1 s, at most the
+30 s request timeout): under a long flood clients come back when there is room, instead of every second
+with a body the server must read and drop (which took half the worker's time in the 320-client flood).
+
+One-flower requests keep flowing: batches may fill the budget only up to a small reserve that small requests
+can still use, and an admitted batch waits for one of a few execution slots (one per CPU the pod may use:
+its cgroup's CPU quota) before its body is read, holding the slot until its answer starts. So at most that
+many batches parse, classify and build answers at once, and the event loop that answers one-flower requests
+competes for the GIL with one batch thread, not with dozens; a waiting batch holds its headers only (its
+body waits in the socket).
 
 The budget (`PodMemory.budget`): the cgroup's memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`;
 no limit: the host's memory), less what the pod uses when the worker is ready, less the prediction log's
@@ -68,6 +73,8 @@ LOG_FILE_BYTES, LOG_BACKUPS = 64 * 2**20, 5
 LOG_MEMORY_SHARE = 8
 MEMORY_FILESYSTEMS = {"tmpfs", "ramfs"}
 PRESSURE_READ_SECONDS = 0.1  # the working set is read at most this often (two small files)
+RATE_WINDOW_SECONDS = 10  # answered flowers are counted per second over this many seconds, for Retry-After
+MAX_RETRY_AFTER_SECONDS = 30  # the request timeout (traffic.timeout): no client is sent away for longer
 
 # The densest valid encoding of one flower per route, in bytes: a body of N bytes carries at most N / this.
 BATCH_FLOWER_BYTES = len('{"sepal_length":1,"sepal_width":1,"petal_length":1,"petal_width":1},')  # 68
@@ -346,6 +353,8 @@ class Admission:
         self.in_flight = 0
         self.under_pressure: Callable[[], bool] | None = None
         self.slots: asyncio.Semaphore | None = None  # made in the server's event loop, on first use
+        # flowers answered per second over the last RATE_WINDOW_SECONDS: (the second, flowers) per slot of a ring
+        self._answered = [(0, 0)] * RATE_WINDOW_SECONDS
 
     def configure(self, budget: Budget, under_pressure: Callable[[], bool] | None = None) -> Budget:
         """Take the budget (the service's __init__, once the model is loaded); logs it and sets its gauge."""
@@ -372,6 +381,18 @@ class Admission:
     def release(self, flowers: int) -> None:
         self.in_flight -= flowers
         flowers_in_flight.dec(flowers)
+        second = int(time.monotonic())
+        at, count = self._answered[second % RATE_WINDOW_SECONDS]
+        self._answered[second % RATE_WINDOW_SECONDS] = (second, (count if at == second else 0) + flowers)
+
+    def retry_after(self) -> int:
+        """Seconds until the flowers in flight are answered, at the rate of the last RATE_WINDOW_SECONDS."""
+        now = int(time.monotonic())
+        answered = sum(count for at, count in self._answered if now - at < RATE_WINDOW_SECONDS)
+        if not answered:
+            return RETRY_AFTER_SECONDS
+        seconds = math.ceil(self.in_flight * RATE_WINDOW_SECONDS / answered)
+        return max(RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, seconds))
 
     def slot(self, flowers: int) -> asyncio.Semaphore | None:
         """The execution slots a request of `flowers` must take one of: None for a small one, or with refusing off."""
@@ -425,7 +446,8 @@ class AdmissionControl:
         reason = self.admission.admit(flowers)
         if reason is not None:
             requests_shed_total.labels(reason=reason).inc()
-            await send_json(send, 503, self.refusal(reason, flowers), [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)])
+            wait = self.admission.retry_after()
+            await send_json(send, 503, self.refusal(reason, flowers, wait), [(b"retry-after", b"%d" % wait)])
             return
         slots = self.admission.slot(flowers)
         if slots is None:
@@ -456,7 +478,7 @@ class AdmissionControl:
                 slots.release()
             self.admission.release(flowers)
 
-    def refusal(self, reason: str, flowers: int) -> dict[str, Any]:
+    def refusal(self, reason: str, flowers: int, wait: int) -> dict[str, Any]:
         budget = self.admission.budget
         if reason == "memory_pressure":
             why = "the server's memory is near its limit"
@@ -466,6 +488,6 @@ class AdmissionControl:
                 f"the budget of {budget.flowers if budget else 0:,}"
             )
         return {
-            "error": f"overloaded, not processed: {why}; retry after {RETRY_AFTER_SECONDS} s",
+            "error": f"overloaded, not processed: {why}; retry after {wait} s",
             "reason": reason,
         }

@@ -174,6 +174,23 @@ def test_batches_leave_a_reserve_that_small_requests_can_still_use():
     assert gate.in_flight == 20_065
 
 
+def test_retry_after_is_the_time_the_flowers_in_flight_take_at_the_recent_rate(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(admission.time, "monotonic", lambda: clock[0])
+    gate = configured(1_000_000)
+    assert gate.retry_after() == 1  # nothing answered yet: the shortest wait
+    for _ in range(10):  # 10,000 flowers answered per second for the last 10 s, this one included
+        clock[0] += 1
+        assert gate.admit(10_000) is None
+        gate.release(10_000)
+    assert gate.admit(50_000) is None
+    assert gate.retry_after() == 5  # 50,000 in flight at 10,000 per second
+    assert gate.admit(400_000) is None
+    assert gate.retry_after() == 30  # never longer than the request timeout
+    clock[0] += 60  # nothing answered for a minute: back to the shortest wait
+    assert gate.retry_after() == 1
+
+
 def test_an_oversized_request_runs_when_nothing_else_is_in_flight():
     gate = configured(5_000)
     assert gate.admit(10_000) is None

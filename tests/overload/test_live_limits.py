@@ -71,14 +71,14 @@ def test_shedding_refuses_batches_at_once_and_health_and_small_requests_stay_up(
             f"{url}/classify_batch", data=body, headers={"Content-Type": "application/json"}, timeout=30
         )
         assert refused.status_code == 503, refused.text
-        assert refused.headers["Retry-After"] == "1"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 30
         assert refused.json()["reason"] == "flowers_in_flight" and "not processed" in refused.json()["error"]
         v2_refused = requests.post(
             f"{url}/v2/models/{MODEL_NAME}/infer",
             json={"inputs": [{**ONE_ROW["inputs"][0], "shape": [5000, 4], "data": list(FLOWER.values()) * 5000}]},
             timeout=30,
         )
-        assert v2_refused.status_code == 503 and v2_refused.headers["Retry-After"] == "1", v2_refused.text
+        assert v2_refused.status_code == 503 and int(v2_refused.headers["Retry-After"]) >= 1, v2_refused.text
         assert metric(url, 'iris_requests_shed_total{reason="flowers_in_flight"}') == shed_before + 2
         # Kubernetes practice: readiness does not fail for load (the other pods would get it all, and shed too)
         for probe in ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready"):

@@ -25,6 +25,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,17 @@ def _retry_after(head: bytes) -> float | None:
 class TimedClient(KeepAliveClient):
     """The benchmark's keep-alive client, also returning the answer's head (for Retry-After)."""
 
+    def closed_by_server(self) -> bool:
+        """Whether the server closed this idle connection (its keep-alive timeout): HTTP clients check this before
+        they reuse a pooled connection (urllib3's is_connection_dropped), and open a new one."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def post_with_head(self) -> tuple[int, bytes, bytes]:
         self.sock.sendall(self.request)
         data = bytearray()
@@ -117,6 +130,9 @@ def batch_clients(url: str, route: str, body: bytes, digest: str, clients: int, 
         connection = None
         try:
             while time.monotonic() < deadline:
+                if connection is not None and connection.closed_by_server():
+                    connection.close()
+                    connection = None
                 if connection is None:
                     connection = TimedClient(f"{url}{route}", body)
                     connection.sock.settimeout(120)

@@ -94,6 +94,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading_head = True  # what comes next on this connection is the next request's head
+        if self.cycle is not None and self.cycle.response_complete and self._head_timer is None:
+            # answered before its body was all in (an early 503 or 413): uvicorn armed its keep-alive timer at the
+            # answer, and the body's late bytes cancelled it; this one closes the connection if it then stays idle
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -80,6 +80,17 @@ def test_shedding_refuses_batches_at_once_and_health_and_small_requests_stay_up(
         )
         assert v2_refused.status_code == 503 and int(v2_refused.headers["Retry-After"]) >= 1, v2_refused.text
         assert metric(url, 'iris_requests_shed_total{reason="flowers_in_flight"}') == shed_before + 2
+        # refused before its body was sent: the client sends it all the same, then idles; the connection is closed
+        # once idle for the head timeout (uvicorn's keep-alive timer was cancelled by the body's late bytes)
+        with socket.create_connection(("127.0.0.1", small_server.port), timeout=30) as late:
+            late.sendall(
+                b"POST /classify_batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            assert late.recv(65536).startswith(b"HTTP/1.1 503")
+            late.sendall(body)
+            time.sleep(HEAD_TIMEOUT + 1)
+            assert late.recv(65536) == b""
         # Kubernetes practice: readiness does not fail for load (the other pods would get it all, and shed too)
         for probe in ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready"):
             assert requests.get(f"{url}{probe}", timeout=30).status_code == 200, probe

@@ -37,7 +37,7 @@ from iris_classifier.serving.v2.types import (
     RequestInput,
 )
 
-BINARY_HEADER = "inference-header-content-length"  # the extension's header, as Starlette's headers spell it
+BINARY_HEADER = "Inference-Header-Content-Length"  # the extension's header: the length of the JSON part
 BINARY_EXTENSION = "binary_tensor_data"  # its name in the server metadata's `extensions`
 OCTETS = "application/octet-stream"  # the media type of an answer with binary outputs (as Triton sends it)
 # Bytes per value, little-endian, for each datatype the input accepts.
@@ -82,7 +82,7 @@ class JSONDecoder:
             return self._rows
         if tensor.parameters and "binary_data_size" in tensor.parameters:
             raise ProtocolError(
-                f"inputs[0].parameters.binary_data_size: binary tensor data needs the {BINARY_HEADER.title()} "
+                f"inputs[0].parameters.binary_data_size: binary tensor data needs the {BINARY_HEADER} "
                 "header (the length of the JSON part of the body); without it the whole body is JSON"
             )
         if tensor.data is None:
@@ -134,7 +134,7 @@ class BinaryDecoder:
     def request(self) -> InferenceRequest:
         if self.json_length > len(self.body):
             raise ProtocolError(
-                f"{BINARY_HEADER.title()} header: {self.json_length} bytes of JSON, but the body has only "
+                f"{BINARY_HEADER} header: {self.json_length} bytes of JSON, but the body has only "
                 f"{len(self.body)} bytes"
             )
         try:
@@ -176,11 +176,12 @@ class BinaryDecoder:
 
 def decoder_for(body: bytes, headers: Mapping[str, str] | None) -> RequestDecoder:
     """The decoder for the body's form: binary when the request carries Inference-Header-Content-Length."""
-    length = next((value for name, value in (headers or {}).items() if name.lower() == BINARY_HEADER), None)
+    key = BINARY_HEADER.lower()
+    length = next((value for name, value in (headers or {}).items() if name.lower() == key), None)
     if length is None:
         return JSONDecoder(body)
     if not _DIGITS.fullmatch(length.strip()):
-        raise ProtocolError(f"{BINARY_HEADER.title()} header: {length[:40]!r} is not a number of bytes")
+        raise ProtocolError(f"{BINARY_HEADER} header: {length[:40]!r} is not a number of bytes")
     return BinaryDecoder(body, int(length))
 
 

@@ -18,7 +18,13 @@ from starlette.responses import Response
 
 from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
 from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
-from iris_classifier.serving.v2.codec import BINARY_EXTENSION, OCTETS, infer_response, parse_infer_request
+from iris_classifier.serving.v2.codec import (
+    BINARY_EXTENSION,
+    BINARY_HEADER,
+    OCTETS,
+    infer_response,
+    parse_infer_request,
+)
 from iris_classifier.serving.v2.errors import JSON, ProtocolError, describe
 from iris_classifier.serving.v2.types import (
     INPUT_NAME,
@@ -91,8 +97,6 @@ def server_health(state: str, ok: bool) -> Response:
 
 # ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
 
-BINARY_HEADER_NAME = "Inference-Header-Content-Length"  # the answer's JSON part, when binary outputs follow
-
 # Rows of cm and the request's id -> (probabilities in SPECIES order, the most probable species per row): the
 # service's model call, which counts and logs the flowers under that id.
 Predict = Callable[[np.ndarray, str], tuple[np.ndarray, list[str]]]
@@ -114,6 +118,13 @@ class OpenInference:
     is_ready: Callable[[], bool]
     request_id: Callable[[], str]  # the id of the request being served, as the prediction log writes it
 
+    def __post_init__(self) -> None:
+        # The two paths of inference for the served model, as the middleware matches them (percent-decoded).
+        self.infer_paths = {
+            f"/v2/models/{MODEL_NAME}/infer",
+            f"/v2/models/{MODEL_NAME}/versions/{self.version}/infer",
+        }
+
     def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
         check_model(model_name, model_version, served_version=self.version)
         return json_response(model_metadata(version=self.version, backend=self.backend))
@@ -124,13 +135,6 @@ class OpenInference:
     def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
         check_model(model_name, model_version, served_version=self.version)
         return health(self.is_ready())
-
-    def __post_init__(self) -> None:
-        # The two paths of inference for the served model, as the middleware matches them (percent-decoded).
-        self.infer_paths = {
-            f"/v2/models/{MODEL_NAME}/infer",
-            f"/v2/models/{MODEL_NAME}/versions/{self.version}/infer",
-        }
 
     async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
         """The infer route's answer (the middleware answers the served model's infer paths before the route)."""
@@ -149,7 +153,7 @@ class OpenInference:
         answer = infer_response(inference, probabilities, species, version=self.version)
         if answer.json_length is None:
             return Response(answer.body, media_type=JSON, headers={REQUEST_ID_HEADER: request_id})
-        headers = {REQUEST_ID_HEADER: request_id, BINARY_HEADER_NAME: str(answer.json_length)}
+        headers = {REQUEST_ID_HEADER: request_id, BINARY_HEADER: str(answer.json_length)}
         return Response(answer.body, media_type=OCTETS, headers=headers)
 
     async def serve(self, scope: Any, receive: Any, send: Any) -> None:

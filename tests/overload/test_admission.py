@@ -4,6 +4,7 @@ decision, and the middleware's refusal (503, Retry-After, the reason; nothing of
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 from pathlib import Path
@@ -25,6 +26,13 @@ from iris_classifier.serving.admission import (
 from iris_classifier.serving.middleware import MAX_BODY_BYTES
 
 MIB = 2**20
+
+
+def run_alone(coroutine) -> None:
+    """asyncio.run in a thread of its own: under xdist an earlier test in this worker (Playwright's sync API)
+    may leave an event loop set on the main thread, where asyncio.run refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def cgroup_v2(root: Path, *, limit: str, current: int, inactive: int, cpu: str = "max 100000") -> Path:
@@ -272,7 +280,7 @@ def test_the_middleware_refuses_at_once_with_503_retry_after_and_the_reason():
             assert done[0][0]["status"] == 200
         assert gate.in_flight == 0 and app.calls == 2  # every charge released once answered
 
-    asyncio.run(scenario())
+    run_alone(scenario())
 
 
 def test_a_failing_request_releases_its_charge_and_its_slot():
@@ -287,7 +295,7 @@ def test_a_failing_request_releases_its_charge_and_its_slot():
                 await post(middleware, batch_scope(10_000))
         assert gate.in_flight == 0 and gate.slots is not None and not gate.slots.locked()
 
-    asyncio.run(scenario())
+    run_alone(scenario())
 
 
 def test_small_requests_and_other_routes_pass_straight_through():
@@ -304,4 +312,4 @@ def test_small_requests_and_other_routes_pass_straight_through():
             sent, _ = await post(middleware, scope)
             assert sent[0]["status"] == 200, scope
 
-    asyncio.run(scenario())
+    run_alone(scenario())

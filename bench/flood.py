@@ -430,7 +430,7 @@ def flood(
         oom_kills=kills,
         after_ok=after_ok,
         metrics=metrics,
-        budget_line=budget.split("] ", 1)[-1],
+        budget_line=budget[budget.index("admission:") :] if "admission:" in budget else "",
         docker_args=constraints.docker_args(port=port),
         load_average=" ".join(f"{load:.1f}" for load in os.getloadavg()),
     )

@@ -118,10 +118,12 @@ bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast pa
 	@$(PY) -m bench.model_latency
 
 test: install ## the whole suite on one xdist worker per core, its 25 slowest listed (PYTEST_WORKERS=0: one process; containers: test-image)
-	@# The venv's packages as bytecode, once per install (~50 s of CPU): with PYTHONDONTWRITEBYTECODE=1 every dvc, make,
+	@# The venv's packages as bytecode, once per install (~45 s of CPU): with PYTHONDONTWRITEBYTECODE=1 every dvc, make,
 	@# bentoml and stage process the tests start would compile what it imports again (about 1-3 s of CPU each).
+	@# Not the packages' own test suites, nor plotly's 13,600 validator modules (imported a few at a time).
 	@test -e $(STAMP).bytecode || { echo "test: compiling the venv's packages to bytecode (once per install)"; \
-	  $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null; \
+	  $(PY) -m compileall -q -j 0 -x '/tests/|/plotly/validators/' \
+	    $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null; \
 	  touch $(STAMP).bytecode; }
 	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker (tests/conftest.py)
 	$(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=25 $(PYTEST_ARGS)

@@ -193,16 +193,21 @@ def render(results: list[ImageMemory], command: str, concurrency: list[int], sec
         "batch in flight (slope) | + once MiB | peaks over idle by K (MiB) |",
         "|---|---:|---|---|---|---:|---:|---|",
     ]
-    for result in results:
+    for number, result in enumerate(results):
         processes = f"{mib(result.idle_processes.get('supervisor'))} / {mib(result.idle_processes.get('worker'))}"
         for (setting, route), points in result.in_flight.items():
+            if number and setting == "on":
+                continue  # a baseline before admission control: both settings ran the same server
+            setting = setting if not number else "none (baseline)"
             per, once = slope(points)
             peaks = ", ".join(
                 f"{k}: **OOM-killed**" if peak == OOM_KILLED else f"{k}: {peak / 2**20:.0f}" for k, peak, _ in points
             )
+            killed = any(peak == OOM_KILLED for _, peak, _ in points)
+            fitted = "- | -" if killed else f"{per / 2**20:.1f} | {once / 2**20:.0f}"
             lines.append(
                 f"| `{result.image.split(':')[-1][:12]}` | {mib(result.idle_anon)} | {processes} | `{route}` | "
-                f"{setting} | {per / 2**20:.1f} | {once / 2**20:.0f} | {peaks} |"
+                f"{setting} | {fitted} | {peaks} |"
             )
     logged = [r.log_bytes_per_flower for r in results if r.log_bytes_per_flower]
     if logged:

@@ -3,3 +3,4 @@
 PIPELINE_FILE = "pipeline.joblib"  # the scikit-learn Pipeline(StandardScaler, classifier): the reference
 ONNX_FILE = "model.onnx"  # the classifier alone, converted by skl2onnx: the fast path
 SCALER_FILE = "scaler.json"  # the scaler's mean and scale, so the fast path starts without scikit-learn
+GRID_FILE = "grid.json"  # the forest's split thresholds per feature: its votes as a lookup table (grid.py)

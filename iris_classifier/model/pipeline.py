@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from iris_classifier.domain.schema import FEATURES, SPECIES
-from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE
+from iris_classifier.model.files import GRID_FILE, ONNX_FILE, PIPELINE_FILE
+from iris_classifier.model.grid import VoteGrid
 from iris_classifier.model.scaler_file import read_scaler
 
 if TYPE_CHECKING:  # scikit-learn is imported only where a pipeline is built or loaded: not by the ONNX fast path
@@ -74,6 +76,7 @@ class Predictor:
     _mean: np.ndarray | None = None
     _scale: np.ndarray | None = None
     _output_name: str = ""
+    grid: VoteGrid | None = None  # the forest as a lookup table (model/grid.py), when the entry has grid.json
 
     def __post_init__(self) -> None:
         # Plain-float copies of the scaler's constants, for predict_one.
@@ -82,9 +85,13 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, path: Path, *, prefer: str = "onnx") -> Predictor:
-        """Load the store entry's files; the ONNX fast path when present and preferred."""
+        """Load the store entry's files; the ONNX fast path when present and preferred.
+
+        `prefer`: "onnx" (the session, and its votes as a lookup table when the entry has grid.json),
+        "onnx-trees" (the session alone), "sklearn" (the pickled pipeline).
+        """
         onnx_path = Path(path) / ONNX_FILE
-        if prefer != "onnx" or not onnx_path.exists():
+        if prefer not in ("onnx", "onnx-trees") or not onnx_path.exists():
             import joblib
 
             return cls(backend="sklearn", pipeline=joblib.load(Path(path) / PIPELINE_FILE))
@@ -96,7 +103,7 @@ class Predictor:
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         cores = os.cpu_count() or 1
         mean, scale = read_scaler(Path(path))  # scaler.json: no scikit-learn import at start
-        return cls(
+        predictor = cls(
             backend="onnx",
             pipeline=None,
             _session=session,
@@ -108,6 +115,10 @@ class Predictor:
             _mean=mean,
             _scale=scale,
         )
+        grid_path = Path(path) / GRID_FILE
+        if prefer == "onnx" and grid_path.exists():
+            predictor.grid = VoteGrid.build(json.loads(grid_path.read_text()), predictor._votes)
+        return predictor
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities, shape (n, 3), columns in SPECIES order (the labels are encoded 0, 1, 2)."""
@@ -115,7 +126,9 @@ class Predictor:
         if self._session is None:
             return self.pipeline.predict_proba(rows)
         scaled = ((rows - self._mean) / self._scale).astype(np.float32)
-        if self._pool is not None and len(rows) >= PARALLEL_FROM_ROWS:
+        if self.grid is not None:
+            probabilities = self.grid.votes(scaled).astype(np.float64)
+        elif self._pool is not None and len(rows) >= PARALLEL_FROM_ROWS:
             chunks = np.array_split(scaled, self._chunks)
             probabilities = np.concatenate(list(self._pool.map(self._votes, chunks))).astype(np.float64)
         else:
@@ -134,7 +147,10 @@ class Predictor:
         scaled = [
             (value - mean) / scale for value, mean, scale in zip(values, self._mean_list, self._scale_list, strict=True)
         ]
-        votes = self._votes(np.array([scaled], dtype=np.float32))[0].tolist()
+        if self.grid is not None:
+            votes = self.grid.votes_one(scaled)
+        else:
+            votes = self._votes(np.array([scaled], dtype=np.float32))[0].tolist()
         total = sum(votes)
         return [vote / total for vote in votes]
 

@@ -15,7 +15,8 @@ import pandas as pd
 
 from iris_classifier.data.table import file_md5, read_table, validate
 from iris_classifier.domain.schema import FEATURES, TARGET
-from iris_classifier.model.files import ONNX_FILE, PIPELINE_FILE, SCALER_FILE
+from iris_classifier.model.files import GRID_FILE, ONNX_FILE, PIPELINE_FILE, SCALER_FILE
+from iris_classifier.model.grid import grid_json
 from iris_classifier.model.pipeline import Predictor, build_pipeline, encode_species, to_onnx_bytes
 from iris_classifier.model.scaler_file import scaler_json
 from iris_classifier.model.store import ModelCard, git_commit, save_model
@@ -45,7 +46,11 @@ def library_versions() -> dict[str, str]:
 def fast_path_files(
     pipeline: Any, pipeline_bytes: bytes, check_rows: np.ndarray
 ) -> tuple[dict[str, bytes], str | None]:
-    """ONNX export of the pipeline, kept only if it agrees with sklearn on `check_rows`."""
+    """ONNX export of the pipeline, kept only if it agrees with sklearn on `check_rows`.
+
+    A tree ensemble also gets grid.json (its votes as a lookup table, model/grid.py), kept only if the
+    table gives the session's votes bit for bit on `check_rows`.
+    """
     import tempfile
 
     try:
@@ -54,10 +59,19 @@ def fast_path_files(
         return {}, f"{type(error).__name__}: {error}".splitlines()[0][:300]
     # The scaler's constants beside model.onnx: the service starts the fast path without scikit-learn.
     fast_path = {ONNX_FILE: onnx_bytes, SCALER_FILE: scaler_json(pipeline)}
+    grid = grid_json(onnx_bytes, len(FEATURES))
+    if grid is not None:
+        fast_path[GRID_FILE] = grid
     with tempfile.TemporaryDirectory() as folder:
         for name, content in {**fast_path, PIPELINE_FILE: pipeline_bytes}.items():
             Path(folder, name).write_bytes(content)
-        onnx_proba = Predictor.from_dir(Path(folder)).predict_proba(check_rows)
+        predictor = Predictor.from_dir(Path(folder))
+        onnx_proba = predictor.predict_proba(check_rows)
+        if grid is not None:
+            trees = Predictor.from_dir(Path(folder), prefer="onnx-trees").predict_proba(check_rows)
+            if not np.array_equal(onnx_proba, trees):
+                del fast_path[GRID_FILE]
+                onnx_proba = trees
     reference = pipeline.predict_proba(check_rows)
     if not (np.array_equal(onnx_proba.argmax(1), reference.argmax(1)) and np.abs(onnx_proba - reference).max() < 0.02):
         return {}, "ONNX output disagrees with scikit-learn on the training data"

@@ -1,4 +1,5 @@
-"""In-process latency of the model call: scikit-learn pipeline vs the ONNX fast path, alternated.
+"""In-process latency of the model call: scikit-learn pipeline vs the ONNX session's trees vs the fast path
+(the same session's votes as a lookup table, model/grid.py), alternated.
 
 Run with `make bench-model`. Prints a table of medians and p99s in microseconds, and the ratio.
 """
@@ -34,9 +35,10 @@ def measure(rounds: int = 3, calls: dict[int, int] | None = None) -> list[dict]:
     model = ensure_model()
     contenders = {
         "sklearn pipeline": Predictor.from_dir(Path(model.path), prefer="sklearn"),
+        "onnx trees": Predictor.from_dir(Path(model.path), prefer="onnx-trees"),
         "onnx fast path": Predictor.from_dir(Path(model.path), prefer="onnx"),
     }
-    calls = calls or {1: 300, 1000: 100}
+    calls = calls or {1: 300, 1000: 100, 10_000: 20}
     rng = np.random.default_rng(0)
     results = []
     for batch, count in calls.items():
@@ -70,8 +72,11 @@ def render(results: list[dict]) -> str:
         )
     for batch in sorted({r["rows"] for r in results}):
         pair = {r["contender"]: r["median_us"] for r in results if r["rows"] == batch}
-        ratio = pair["sklearn pipeline"] / pair["onnx fast path"]
-        lines.append(f"\n{batch} row(s): the fast path is {ratio:.0f}x faster than the sklearn pipeline (medians)")
+        fast = pair["onnx fast path"]
+        lines.append(
+            f"\n{batch:,} row(s): the fast path is {pair['sklearn pipeline'] / fast:.0f}x faster than the sklearn "
+            f"pipeline and {pair['onnx trees'] / fast:.1f}x faster than the session's trees (medians)"
+        )
     return "\n".join(lines)
 
 

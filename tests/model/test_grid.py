@@ -118,7 +118,8 @@ def test_either_comparison_puts_a_value_equal_to_the_threshold_on_the_sessions_s
     expected = votes(rows)
     # The value on the threshold goes with the smaller one under <=, with the bigger one under <.
     assert expected[1].tolist() == ([1.0, 0.0, 0.0] if mode == "BRANCH_LEQ" else [0.0, 1.0, 0.0])
-    assert np.array_equal(grid.votes(rows), expected)
+    assert np.array_equal(grid.votes(rows), expected)  # a few rows: bisect
+    assert np.array_equal(grid.votes(np.repeat(rows, 5, axis=0)), np.repeat(expected, 5, axis=0))  # numpy
     assert [grid.votes_one(row) for row in rows.astype(float).tolist()] == expected.tolist()
 
 

@@ -104,7 +104,8 @@ def with_retry_after(start: dict[str, Any]) -> dict[str, Any]:
 
 
 class RequestGuard:
-    """Refuse, before the app reads a body: one over max_bytes (413), and a POST body that is not JSON (415).
+    """Refuse, before the app reads a body: one over max_bytes (413), and a POST body that is not JSON (415)
+    unless it is a V2 body with binary tensors (application/octet-stream with Inference-Header-Content-Length).
 
     A declared Content-Length over the limit is refused before any of the body is read. A chunked body
     (Transfer-Encoding wins over Content-Length) has no declared size, so it is read here, counted as it
@@ -129,7 +130,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        content_type, declared, chunked = b"application/json", b"", False
+        content_type, declared, chunked, binary = b"application/json", b"", False, False
         for name, value in scope.get("headers", ()):
             if name == b"content-type":
                 content_type = value
@@ -137,9 +138,14 @@ class RequestGuard:
                 declared = value
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"inference-header-content-length":
+                binary = True
         if scope.get("method") == "POST":
             media_type = content_type.split(b";")[0].strip().lower()
-            if media_type != b"application/json" and not media_type.endswith(b"+json"):
+            # A V2 body with binary tensors after its JSON part (Inference-Header-Content-Length says where the
+            # JSON ends) is not JSON as a whole: KServe's client sends it as application/octet-stream.
+            binary_v2 = binary and media_type == b"application/octet-stream" and scope["path"].startswith("/v2/")
+            if media_type != b"application/json" and not media_type.endswith(b"+json") and not binary_v2:
                 refusal = (
                     f"Content-Type {media_type.decode(errors='replace')!r} is not accepted: "
                     "send the request body as JSON with Content-Type: application/json"

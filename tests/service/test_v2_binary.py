@@ -175,6 +175,26 @@ def test_hand_built_binary_request_and_answer(url, datatype):
     )
 
 
+def test_octet_stream_is_accepted_as_a_binary_v2_body_and_nowhere_else(url):
+    """KServe's client sends binary tensors as application/octet-stream: a V2 infer with the header is read;
+    the same type without the header, or on a typed route, is still 415 with the JSON error object."""
+    rows = random_flowers(5, seed=9)
+    body, headers = binary_body(rows)
+    response = post(url, body, {**headers, "Content-Type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    _, values = read_answer(response)
+    assert_agrees_with_classify(
+        values["species"], np.array(values["probabilities"]).reshape(5, 3), classify_each(url, rows)
+    )
+    refused = [
+        post(url, body, {"Content-Type": "application/octet-stream"}),  # no header: the body is not JSON
+        post(url, body, {**headers, "Content-Type": "application/octet-stream"}, path="/classify_batch"),
+    ]
+    for answer in refused:
+        assert answer.status_code == 415, answer.text
+        assert "application/octet-stream" in answer.json()["error"]
+
+
 def test_binary_outputs_only_where_asked(url):
     body, headers = binary_body(random_flowers(3, seed=1), outputs={"species": True, "probabilities": False})
     response = post(url, body, headers)

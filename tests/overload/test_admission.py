@@ -283,6 +283,62 @@ def test_the_middleware_refuses_at_once_with_503_retry_after_and_the_reason():
     run_alone(scenario())
 
 
+def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(monkeypatch):
+    """Sent away for CLOSE_FROM_SECONDS or more, a client would come back to a connection the server's keep-alive
+    timeout closes: that refusal drops the whole body first (no reset on close) and says Connection: close."""
+
+    async def refused(wait: int, chunks: int) -> tuple[dict, int]:
+        gate = configured(5_000)
+        gate.admit(10_000)  # one batch in flight fills the budget
+        monkeypatch.setattr(gate, "retry_after", lambda: wait)
+        sent, reads = [], 0
+
+        async def receive() -> dict:
+            nonlocal reads
+            reads += 1
+            return {"type": "http.request", "body": b"x" * 1000, "more_body": reads < chunks}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await AdmissionControl(App(), gate)(batch_scope(10_000), receive, send)
+        start, body = sent
+        assert start["status"] == 503 and json.loads(body["body"])["reason"] == "flowers_in_flight"
+        return dict(start["headers"]), reads
+
+    async def scenario() -> None:
+        headers, reads = await refused(wait=admission.CLOSE_FROM_SECONDS - 1, chunks=3)
+        assert reads == 0 and b"connection" not in headers  # a short wait: unread, the connection kept
+        headers, reads = await refused(wait=admission.CLOSE_FROM_SECONDS, chunks=3)
+        assert reads == 3 and headers[b"connection"] == b"close"  # every chunk read, then closed
+        assert headers[b"retry-after"] == str(admission.CLOSE_FROM_SECONDS).encode()
+
+    run_alone(scenario())
+
+
+def test_draining_stops_at_the_size_limit_and_when_the_client_leaves():
+    async def scenario() -> None:
+        endless = iter(lambda: {"type": "http.request", "body": b"x" * 4096, "more_body": True}, None)
+
+        async def big() -> dict:
+            return next(endless)
+
+        assert await admission.drain(big, limit=10_000) is True  # stops reading past the limit
+
+        async def gone() -> dict:
+            return {"type": "http.disconnect"}
+
+        assert await admission.drain(gone) is False
+
+        async def stalled() -> dict:
+            await asyncio.sleep(10)
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        assert await admission.drain(stalled, seconds=0.05) is True  # not waited for longer than that
+
+    run_alone(scenario())
+
+
 def test_a_failing_request_releases_its_charge_and_its_slot():
     async def failing(scope, receive, send) -> None:
         raise RuntimeError("boom")

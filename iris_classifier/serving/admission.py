@@ -456,7 +456,10 @@ class AdmissionControl:
             wait = self.admission.retry_after()
             headers = [(b"retry-after", b"%d" % wait)]
             if wait >= CLOSE_FROM_SECONDS:
-                if not await drain(receive):
+                # A client that sent Expect: 100-continue waits for leave to send its body: reading would ask
+                # for it (uvicorn's 100 Continue), and there is nothing unread to reset the close.
+                expects = any(name == b"expect" for name, _ in scope["headers"])
+                if not expects and not await drain(receive):
                     return  # the client went away: nobody to answer
                 headers.append((b"connection", b"close"))
             await send_json(send, 503, self.refusal(reason, flowers, wait), headers)

@@ -287,7 +287,7 @@ def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(mon
     """Sent away for CLOSE_FROM_SECONDS or more, a client would come back to a connection the server's keep-alive
     timeout closes: that refusal drops the whole body first (no reset on close) and says Connection: close."""
 
-    async def refused(wait: int, chunks: int) -> tuple[dict, int]:
+    async def refused(wait: int, chunks: int, expect: bool = False) -> tuple[dict, int]:
         gate = configured(5_000)
         gate.admit(10_000)  # one batch in flight fills the budget
         monkeypatch.setattr(gate, "retry_after", lambda: wait)
@@ -301,7 +301,10 @@ def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(mon
         async def send(message: dict) -> None:
             sent.append(message)
 
-        await AdmissionControl(App(), gate)(batch_scope(10_000), receive, send)
+        scope = batch_scope(10_000)
+        if expect:
+            scope["headers"].append((b"expect", b"100-continue"))
+        await AdmissionControl(App(), gate)(scope, receive, send)
         start, body = sent
         assert start["status"] == 503 and json.loads(body["body"])["reason"] == "flowers_in_flight"
         return dict(start["headers"]), reads
@@ -312,6 +315,8 @@ def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(mon
         headers, reads = await refused(wait=admission.CLOSE_FROM_SECONDS, chunks=3)
         assert reads == 3 and headers[b"connection"] == b"close"  # every chunk read, then closed
         assert headers[b"retry-after"] == str(admission.CLOSE_FROM_SECONDS).encode()
+        headers, reads = await refused(wait=admission.CLOSE_FROM_SECONDS, chunks=3, expect=True)
+        assert reads == 0 and headers[b"connection"] == b"close"  # Expect: 100-continue: its body never asked for
 
     run_alone(scenario())
 

@@ -127,7 +127,8 @@ class IrisClassifier:
     model = bentoml.models.BentoModel(MODEL_CARD.tag)
 
     def __init__(self) -> None:
-        self.predictor = Predictor.from_dir(Path(self.model.path))
+        # The forest's lookup table is built beside the first requests (the session answers them meanwhile).
+        self.predictor = Predictor.from_dir(Path(self.model.path), grid_in_background=True)
         self.card = ModelCard.from_store_entry(self.model)
         self.version = self.card.tag
         # The training ranges as (name, low, high) for one flower, and as two arrays for a batch.
@@ -280,6 +281,8 @@ class IrisClassifier:
         # its labels at build time (both None when serving the work tree).
         return {
             **self.description,
+            # the forest as a lookup table (model/grid.py): its cells once built in the background, else 0
+            "lookup_table_cells": self.predictor.grid.cells if self.predictor.grid is not None else 0,
             "bento_commit": bentoml.server_context.bento_version,
             **served_release(bentoml_compat.serving_bento_labels(IrisClassifier)),
         }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +13,8 @@ import requests
 import yaml
 
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
+from iris_classifier.model.files import GRID_FILE
+from iris_classifier.model.grid import cells
 from iris_classifier.model.store import ModelCard
 from iris_classifier.project.params import load_params
 from iris_classifier.project.paths import RAW_CSV
@@ -86,6 +90,15 @@ def test_model_endpoint_names_the_served_model(url):
     )
     assert info["backend"] == "onnx"
     assert set(info["feature_medians_cm"]) == set(FEATURES)
+    # The forest's lookup table, built beside the first requests: in use within seconds of readiness.
+    deadline = time.monotonic() + 30
+    while info["lookup_table_cells"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        info = requests.get(f"{url}/model", timeout=10).json()
+    import bentoml
+
+    thresholds = json.loads((Path(bentoml.models.get(info["tag"]).path) / GRID_FILE).read_text())["thresholds"]
+    assert info["lookup_table_cells"] == cells(thresholds)
     assert info["species"] == list(SPECIES) and info["features"] == list(FEATURES)
 
 

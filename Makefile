@@ -146,8 +146,10 @@ secrets: install ## scan every tracked file for secrets against .secrets.baselin
 lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfile.retrain with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
 	cd ops/groovy-lint && npm ci --no-audit --no-fund --silent
 	@# the linter leaves a CodeNarc server running: stop it whatever the verdict
-	cd ops/groovy-lint && { status=0; for file in ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain; do \
-	  npx --no-install npm-groovy-lint --failon error --output txt $$file || status=1; done; \
+	@# one run for the three files: the CodeNarc server starts once (~37 s instead of ~86 s)
+	cd ops/groovy-lint && { status=0; \
+	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain \
+	    || status=1; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
 
 docs: install ## build the docs site strictly (mkdocs, Material) into build/site

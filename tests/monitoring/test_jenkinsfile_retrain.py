@@ -187,6 +187,11 @@ for (int i = 1; i < args.length; i += 2) {
 """
 
 
+# One short script: the client compiler alone and the serial collector run it on about half the CPU time of the
+# defaults (measured 12.5 s -> 5.3 s of CPU for the eight scenarios), which the JIT spent on a peak never reached.
+JVM_OPTIONS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+
+
 def groovy_classpath() -> str | None:
     jars = sorted((GROOVY_LINT / "node_modules" / "npm-groovy-lint" / "lib" / "java" / "groovy" / "lib").glob("*.jar"))
     return ":".join(map(str, jars)) if jars else None
@@ -213,7 +218,7 @@ def run_pipeline(tmp_path_factory):
                 report_path = str(work / f"retrain-{code}-{number}-{abs(hash(report))}.json")
                 Path(report_path).write_text(report)
             arguments += [str(code), report_path]
-        command = ["java", "-cp", groovy_classpath(), "groovy.ui.GroovyMain", str(harness)]
+        command = ["java", *JVM_OPTIONS, "-cp", groovy_classpath(), "groovy.ui.GroovyMain", str(harness)]
         result = subprocess.run(
             [*command, str(ROOT / "Jenkinsfile.retrain"), *arguments],
             capture_output=True,

@@ -118,15 +118,15 @@ bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast pa
 	@$(PY) -m bench.model_latency
 
 test: install ## the whole suite on one xdist worker per core, its 25 slowest listed (PYTEST_WORKERS=0: one process; containers: test-image)
-	@# The venv's packages as bytecode, once per install (~45 s of CPU): with PYTHONDONTWRITEBYTECODE=1 every dvc, make,
-	@# bentoml and stage process the tests start would compile what it imports again (about 1-3 s of CPU each).
-	@# Not the packages' own test suites, nor plotly's 13,600 validator modules (imported a few at a time).
-	@test -e $(STAMP).bytecode || { echo "test: compiling the venv's packages to bytecode (once per install)"; \
-	  $(PY) -m compileall -q -j 0 -x '/tests/|/plotly/validators/' \
-	    $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null; \
-	  touch $(STAMP).bytecode; }
+	@# Bytecode: with PYTHONDONTWRITEBYTECODE=1 (above) every dvc, bentoml and stage process the tests start would compile
+	@# what it imports again (1-3 s of CPU each). Here Python writes it instead, the first time a module is imported, into
+	@# a tree of its own (PYTHONPYCACHEPREFIX: no __pycache__ in the project or its copies) that later runs reuse. Only
+	@# what the suite imports is compiled: compiling the whole venv beforehand cost ~45 s of CPU on a fresh clone.
+	@# The entries of earlier runs' throwaway copies (pytest's temp folders) are dropped first.
+	@rm -rf "$(VENV)/.pycache$$($(PY) -c 'import getpass, tempfile; print(f"{tempfile.gettempdir()}/pytest-of-{getpass.getuser()}")')"
 	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker (tests/conftest.py)
-	$(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(VENV)/.pycache \
+	  $(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
 	$(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)

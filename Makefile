@@ -124,9 +124,11 @@ test: install ## the whole suite on one xdist worker per core, its 25 slowest li
 	@# what the suite imports is compiled: compiling the whole venv beforehand cost ~45 s of CPU on a fresh clone.
 	@# The entries of earlier runs' throwaway copies (pytest's temp folders) are dropped first.
 	@rm -rf "$(VENV)/.pycache$$($(PY) -c 'import getpass, tempfile; print(f"{tempfile.gettempdir()}/pytest-of-{getpass.getuser()}")')"
-	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker (tests/conftest.py)
+	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker;
+	@# --reproduce-first: the pipeline is reproduced while the workers start (both in tests/conftest.py)
 	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(VENV)/.pycache \
-	  $(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	  $(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --reproduce-first --durations=25 \
+	  $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
 	$(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,9 +121,9 @@ def isolated_monitor_dir(tmp_path_factory) -> Path:
         os.environ["IRIS_MONITOR_DIR"] = before
 
 
-def reproduce_pipeline() -> bool:
-    run(["dvc", "repro"])
-    run([sys.executable, "-m", "iris_classifier.model.store"])
+def reproduce_pipeline(env: dict[str, str] | None = None) -> bool:
+    run(["dvc", "repro"], env=env)
+    run([sys.executable, "-m", "iris_classifier.model.store"], env=env)
     return True
 
 
@@ -130,6 +132,47 @@ def pipeline_ready(run_dir) -> None:
     """`dvc repro` in the project (a no-op when up to date), then the model imported into the store: once per
     run, whatever the number of xdist workers (two `dvc repro` at once in one project fail on DVC's lock)."""
     once_per_run(run_dir, "pipeline_ready", reproduce_pipeline)
+
+
+REPRODUCING = pytest.StashKey[threading.Thread]()
+
+
+# --reproduce-first (make test): the xdist controller, idle otherwise, starts `pipeline_ready`'s work before the workers
+# start and collect (~20-30 s on a fresh clone, ~10 s after), so they find the pipeline reproduced (or wait for it on
+# its lock) instead of one of them reproducing it while the other waits. A failure records nothing: the first
+# worker that needs the pipeline tries again and shows its own error.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reproduce-first",
+        action="store_true",
+        help="with xdist: reproduce the pipeline while the workers start (make test)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts the workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if config.getoption("reproduce_first") and config.pluginmanager.hasplugin("dsession"):
+        run_dir = config._tmp_path_factory.getbasetemp()  # the workers' basetemps lie in it (their `run_dir`)
+        lock = open(run_dir / "pipeline_ready.lock", "w")  # noqa: SIM115  (closed by the thread)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # taken here, so no worker can start the same work meanwhile
+
+        # as a worker would run it: the feedback stage reads an empty monitor folder, never the project's .monitor/
+        monitor = run_dir / "reproduce-first-monitor"
+        monitor.mkdir()
+        env = {**os.environ, "IRIS_MONITOR_DIR": str(monitor)}
+
+        def reproduce() -> None:
+            with lock, contextlib.suppress(Exception):
+                (run_dir / "pipeline_ready.json").write_text(json.dumps(reproduce_pipeline(env)))
+
+        config.stash[REPRODUCING] = threading.Thread(target=reproduce, name="reproduce-first")
+        config.stash[REPRODUCING].start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if thread := session.config.stash.get(REPRODUCING, None):
+        thread.join()  # never leave a `dvc repro` running behind the session
 
 
 @pytest.fixture(scope="session")

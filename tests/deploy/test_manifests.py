@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ import yaml
 from iris_classifier.model.store import git_commit
 from iris_classifier.project.paths import ROOT
 from ops import k8s
+from tests.conftest import once_per_run
 
 # What the pod is sized from, as data (the figures come from make bench / make loadtest; see the file's header).
 MEASURED = yaml.safe_load((ROOT / "deploy" / "k8s" / "measured.yaml").read_text())
@@ -215,8 +217,15 @@ def test_strict_validation_rejects_an_unknown_field(renders, tmp_path):
         k8s.validate([broken])
 
 
+@pytest.fixture(scope="session")
+def checkov(run_dir) -> None:
+    """checkov's own venv (.venv-scan, installed by the first scan of a clone): once per run, so two workers never
+    install it at once."""
+    once_per_run(run_dir, "checkov", lambda: str(k8s.scan_venv()))
+
+
 @pytest.mark.slow
-def test_checkov_policy_scan_has_no_failures(renders):
+def test_checkov_policy_scan_has_no_failures(renders, checkov):
     found = k8s.scan(list(renders.values()))
     assert found.failed == 0 and found.passed >= 150
     # The one skip (image digest) while the render names a tag, once per Deployment; its reason sits next to it.
@@ -230,14 +239,16 @@ def test_checkov_policy_scan_has_no_failures(renders):
 
 
 @pytest.mark.slow
-def test_checkov_passes_a_render_by_digest_with_no_skip(tmp_path):
+def test_checkov_passes_a_render_by_digest_with_no_skip(tmp_path, checkov):
     record = published_record(tmp_path / "image.json", repository="127.0.0.1:5000/iris-classifier", tag="v1.2.0")
     renders = [k8s.render(env, tag="v1.2.0", registry="127.0.0.1:5000", out_dir=tmp_path, record=record)
                for env in k8s.ENVIRONMENTS]  # fmt: skip
-    found = k8s.scan(renders)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two checkov processes at once: independent scans
+        every_check = pool.submit(k8s.scan, renders)
+        digest_only = pool.submit(k8s.scan, renders, checks=[k8s.DIGEST_CHECK])  # "Image should use digest"
+        found, digest_check = every_check.result(), digest_only.result()
     assert found.failed == 0 and found.skipped == 0 and found.passed >= 150
-    digest_check = k8s.scan(renders, checks=[k8s.DIGEST_CHECK])  # "Image should use digest", one per Deployment
-    assert (digest_check.passed, digest_check.failed, digest_check.skipped) == (2, 0, 0)
+    assert (digest_check.passed, digest_check.failed, digest_check.skipped) == (2, 0, 0)  # one per Deployment
 
 
 def test_cli_render_writes_where_asked_by_default_build_k8s(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, once_per_run, run
 from tests.pipeline.conftest import copy_project, git_env
 
 # DVC outputs and their cache (gitignored); reports/ is tracked by git.
@@ -64,12 +64,40 @@ def registry_project(tmp_path_factory, pipeline_outputs) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def production_project(run_dir, registry_project) -> Path:
+    """`registry_project` with its model released as v1.0.0, v1.0.0 promoted to production and the model imported
+    into the copy's BentoML store (`make release`, `make promote`, `make model-import`): made once per run, copied
+    for each test (`production_copy`)."""
+
+    def make() -> str:
+        path = run_dir / "production-project"
+        shutil.rmtree(path, ignore_errors=True)  # what a failed attempt left
+        shutil.copytree(registry_project, path, symlinks=True)
+        copy = Copy(path, {**git_env(), "BENTOML_HOME": str(path / ".bentoml")})
+        copy.make("release", "VERSION=1.0.0")
+        copy.make("promote", "VERSION=1.0.0", "STAGE=production")
+        copy.make("model-import")
+        return str(path)
+
+    return Path(once_per_run(run_dir, "production_project", make))
+
+
 @pytest.fixture()
 def registry_copy(tmp_path, registry_project) -> Copy:
     """A copy of `registry_project` of this test's own (times kept, so the lock file stays as old), with its own
     BentoML home."""
-    path = tmp_path / "project"
-    shutil.copytree(registry_project, path, symlinks=True)
+    yield from own_copy(registry_project, tmp_path / "project")
+
+
+@pytest.fixture()
+def production_copy(tmp_path, production_project) -> Copy:
+    """A copy of `production_project` of this test's own, like `registry_copy`."""
+    yield from own_copy(production_project, tmp_path / "project")
+
+
+def own_copy(source: Path, path: Path):
+    shutil.copytree(source, path, symlinks=True)
     copy = Copy(path, {**git_env(), "BENTOML_HOME": str(path / ".bentoml")})
     project_tags = run(["git", "tag", "--list", "iris-classifier*"]).stdout
     assert copy.git("status", "--porcelain") == ""

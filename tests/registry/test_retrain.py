@@ -59,7 +59,7 @@ def classify_and_label(url: str, flowers: list[dict[str, float]], species: list[
 
 
 def serve(copy: Copy, monitor: Path, artifacts: Path) -> Server:
-    copy.make("model-import")
+    """The copy's source service on its own store (production's model imported there: `production_copy`)."""
     return Server(
         "service:IrisClassifier",
         cwd=copy.path,
@@ -81,14 +81,8 @@ def retrain(copy: Copy, monitor: Path):
     )
 
 
-def production_copy(copy: Copy) -> None:
-    copy.make("release", "VERSION=1.0.0")
-    copy.make("promote", "VERSION=1.0.0", "STAGE=production")
-
-
-def test_a_new_variety_is_learned_and_staged_while_production_keeps_v1(registry_copy, tmp_path, artifacts_dir):
-    copy = registry_copy
-    production_copy(copy)
+def test_a_new_variety_is_learned_and_staged_while_production_keeps_v1(production_copy, tmp_path, artifacts_dir):
+    copy = production_copy  # v1.0.0 released and in production
     monitor = tmp_path / "monitor"
     server = serve(copy, monitor, artifacts_dir)
     try:
@@ -142,9 +136,8 @@ def share_virginica(copy: Copy, tag: str, flowers: list[dict[str, float]]) -> fl
     return float(result.stdout.strip())
 
 
-def test_poisoned_labels_are_rejected_and_nothing_is_staged(registry_copy, tmp_path, artifacts_dir):
-    copy = registry_copy
-    production_copy(copy)
+def test_poisoned_labels_are_rejected_and_nothing_is_staged(production_copy, tmp_path, artifacts_dir):
+    copy = production_copy  # v1.0.0 released and in production
     monitor = tmp_path / "monitor"
     server = serve(copy, monitor, artifacts_dir)
     rng = random.Random(5)

@@ -131,7 +131,9 @@ test: install ## the whole suite on one xdist worker per core, its 25 slowest li
 	  $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
-	$(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)
+	@# bytecode as for make test (above), in the same tree
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(VENV)/.pycache \
+	  $(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
 	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container

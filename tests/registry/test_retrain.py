@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import yaml
 
 from iris_classifier.domain.schema import FEATURES, SPECIES
 from iris_classifier.harness.servers import Server
@@ -106,7 +107,10 @@ def test_a_new_variety_is_learned_and_staged_while_production_keeps_v1(productio
     assert report["version"] == "v1.1.0" and report["labels_used"] == 150 and report["labels_unmatched"] == 0
     assert report["champion"]["version"] == "v1.0.0"
     assert report["champion"]["recent_accuracy"] <= 0.1 and report["challenger"]["recent_accuracy"] >= 0.9
-    assert report["challenger"]["original_accuracy"] >= report["champion"]["original_accuracy"]  # no worse
+    # No worse on the original held-out split, within retrain.tolerance (one flower of its 30): which labelled
+    # flowers train the challenger hangs on a hash of the server's random request ids, so one flower may go.
+    tolerance = yaml.safe_load((copy.path / "params.yaml").read_text())["retrain"]["tolerance"]
+    assert report["challenger"]["original_accuracy"] >= report["champion"]["original_accuracy"] - tolerance
     assert "<html" in (copy.path / "reports" / "retrain.html").read_text()[:2000].lower()
     new_tags = copy.tags() - tags_before
     assert set(report["tags"]) == new_tags

@@ -50,26 +50,35 @@ def test_the_tree_keeps_every_contract():
     assert "Contracts: 3 kept, 0 broken." in result.stdout
 
 
-def test_a_lower_layer_importing_a_higher_one_breaks_the_layers_contract(copy):
-    assert lint_imports(copy).returncode == 0
-    add_import(copy / "iris_classifier" / "model" / "store.py", "import iris_classifier.serving.answers  # noqa")
-    result = lint_imports(copy)
-    assert result.returncode != 0
-    assert "iris_classifier's layers: each imports only what sits below it BROKEN" in result.stdout
-    assert "iris_classifier.model.store -> iris_classifier.serving.answers" in result.stdout
-
-
-def test_the_package_importing_an_entry_point_breaks_the_entry_point_contract(copy):
-    add_import(copy / "iris_classifier" / "domain" / "schema.py", "import stages.load  # noqa")
-    result = lint_imports(copy)
-    assert result.returncode != 0
-    assert "iris_classifier is not allowed to import stages:" in result.stdout
-    assert "iris_classifier.domain.schema -> stages.load" in result.stdout
-
-
-def test_two_siblings_importing_each_other_break_the_cycle_contract(copy):
+VIOLATIONS = {
+    "a lower layer importing a higher one breaks the layers contract": (
+        "iris_classifier/model/store.py",
+        "import iris_classifier.serving.answers  # noqa",
+        [
+            "iris_classifier's layers: each imports only what sits below it BROKEN",
+            "iris_classifier.model.store -> iris_classifier.serving.answers",
+        ],
+    ),
+    "the package importing an entry point breaks the entry-point contract": (
+        "iris_classifier/domain/schema.py",
+        "import stages.load  # noqa",
+        ["iris_classifier is not allowed to import stages:", "iris_classifier.domain.schema -> stages.load"],
+    ),
     # bench.report is imported by bench.measure; the reverse closes a cycle inside one layer-free package
-    add_import(copy / "bench" / "report.py", "import bench.measure  # noqa")
+    "two siblings importing each other break the cycle contract": (
+        "bench/report.py",
+        "import bench.measure  # noqa",
+        ["No cycles are allowed in bench."],
+    ),
+}
+
+
+@pytest.mark.parametrize("violation", VIOLATIONS)
+def test_a_deliberate_violation_breaks_its_contract(copy, violation):
+    module, statement, messages = VIOLATIONS[violation]
+    assert lint_imports(copy).returncode == 0  # the copy keeps every contract before the violation
+    add_import(copy / module, statement)
     result = lint_imports(copy)
     assert result.returncode != 0
-    assert "No cycles are allowed in bench." in result.stdout
+    for message in messages:
+        assert message in result.stdout

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +78,6 @@ class Predictor:
     _scale: np.ndarray | None = None
     _output_name: str = ""
     grid: VoteGrid | None = None  # the forest as a lookup table (model/grid.py), when the entry has grid.json
-    grid_built: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         # Plain-float copies of the scaler's constants, for predict_one.
@@ -92,7 +91,7 @@ class Predictor:
         `prefer`: "onnx" (the session, and its votes as a lookup table when the entry has grid.json),
         "onnx-trees" (the session alone), "sklearn" (the pickled pipeline). With `grid_in_background` the
         table (~0.5 s of one core) is built by a thread while the session answers: the same votes either way,
-        so a server is ready that much sooner; `grid_built` is set when it is in use.
+        so a server is ready that much sooner (`grid` is None until then).
         """
         onnx_path = Path(path) / ONNX_FILE
         if prefer not in ("onnx", "onnx-trees") or not onnx_path.exists():
@@ -123,14 +122,14 @@ class Predictor:
         if prefer == "onnx" and grid_path.exists():
             spec = json.loads(grid_path.read_text())
             if grid_in_background:
-                threading.Thread(target=predictor._build_grid, args=(spec,), name="vote-grid", daemon=True).start()
+                threading.Thread(target=predictor.use_grid, args=(spec,), name="vote-grid", daemon=True).start()
             else:
-                predictor._build_grid(spec)
+                predictor.use_grid(spec)
         return predictor
 
-    def _build_grid(self, spec: dict[str, Any]) -> None:
+    def use_grid(self, spec: dict[str, Any]) -> None:
+        """Answer from now on from the lookup table of grid.json's `spec`, built with this session's votes."""
         self.grid = VoteGrid.build(spec, self._votes)  # one assignment: a call sees the table or the session
-        self.grid_built.set()
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities, shape (n, 3), columns in SPECIES order (the labels are encoded 0, 1, 2)."""

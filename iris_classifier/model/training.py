@@ -5,6 +5,7 @@ train.py (the DVC stage) and the retraining job (a challenger on the split plus 
 
 from __future__ import annotations
 
+import json
 import platform
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,13 +66,12 @@ def fast_path_files(
     with tempfile.TemporaryDirectory() as folder:
         for name, content in {**fast_path, PIPELINE_FILE: pipeline_bytes}.items():
             Path(folder, name).write_bytes(content)
-        predictor = Predictor.from_dir(Path(folder))
+        predictor = Predictor.from_dir(Path(folder), prefer="onnx-trees")  # one session: its trees, then its table
         onnx_proba = predictor.predict_proba(check_rows)
         if grid is not None:
-            trees = Predictor.from_dir(Path(folder), prefer="onnx-trees").predict_proba(check_rows)
-            if not np.array_equal(onnx_proba, trees):
+            predictor.use_grid(json.loads(grid))
+            if not np.array_equal(predictor.predict_proba(check_rows), onnx_proba):
                 del fast_path[GRID_FILE]
-                onnx_proba = trees
     reference = pipeline.predict_proba(check_rows)
     if not (np.array_equal(onnx_proba.argmax(1), reference.argmax(1)) and np.abs(onnx_proba - reference).max() < 0.02):
         return {}, "ONNX output disagrees with scikit-learn on the training data"

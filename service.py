@@ -139,7 +139,6 @@ class IrisClassifier:
         self.description = {
             **self.card.as_dict(),
             "backend": self.predictor.backend,
-            "created_at": self.model.info.creation_time.isoformat(),
         }
         self.predictor.predict_proba(np.array([list(EXAMPLE_FLOWER.values())]))  # warm the session
         self.answers = Answers(self.version)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import tarfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,10 @@ from iris_classifier.project.paths import MODEL_EXPORT, MODEL_INFO, ROOT
 class ModelNotFoundError(RuntimeError):
     """No usable model; the message names the store looked in, why that store, and the command that fixes it."""
 
+
+# What a stored model records as its creation time: fixed, so its model.yaml and the exported archive hash the same
+# on every run (reproducible-builds' SOURCE_DATE_EPOCH idea); the time of a training run goes to reports/train-run.json.
+REPRODUCIBLE_TIME = "1970-01-01T00:00:00+00:00"
 
 # Pipeline outputs that git tracks: reproducing the pipeline rewrites them (a retrained model has a
 # new tag), which says nothing about the code, so they do not make a commit "dirty".
@@ -32,7 +38,7 @@ class ModelCard:
     feature_medians_cm: dict[str, float]
     params: dict[str, Any]
     held_out_accuracy: float
-    git_commit: str
+    code_md5: str  # the code the train stage runs (iris_classifier/project/stage_code.py); the commit is not hashed
     train_data_md5: str
     test_data_md5: str
     fast_path: str
@@ -55,7 +61,7 @@ class ModelCard:
     def store_labels(self) -> dict[str, str]:
         """The few facts worth filtering on in `bentoml models list`."""
         return {
-            "git_commit": self.git_commit,
+            "code_md5": self.code_md5,
             "train_data_md5": self.train_data_md5,
             "estimator": str(self.params.get("estimator", "")),
             "fast_path": self.fast_path,
@@ -122,26 +128,68 @@ def git_commit(root: Path = ROOT) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def save_model(*, model_files: dict[str, bytes], card_without_tag: dict[str, Any]) -> ModelCard:
-    """Write the files into a new store entry; returns the card with the entry's tag."""
-    import bentoml
+def content_version(card_without_tag: dict[str, Any], model_files: dict[str, bytes]) -> str:
+    """A model's version from what determines it: its card (data md5s, params, code md5, metrics, library versions)
+    and the bytes of its files. The same inputs on any machine give the same tag."""
+    digest = hashlib.sha256(json.dumps(card_without_tag, sort_keys=True).encode())
+    for name in sorted(model_files):
+        digest.update(f"\0{name}\0".encode() + hashlib.sha256(model_files[name]).digest())
+    return digest.hexdigest()[:16]
 
-    draft = ModelCard(tag="", **card_without_tag)
+
+def save_model(*, model_files: dict[str, bytes], card_without_tag: dict[str, Any]) -> ModelCard:
+    """Write the files into the store entry named by their content; an entry of that name is the same model, kept."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    card = ModelCard(tag=f"{MODEL_NAME}:{content_version(card_without_tag, model_files)}", **card_without_tag)
+    try:
+        bentoml.models.get(card.tag)
+        return card
+    except NotFound:
+        pass
+    # The Python version as major.minor: a patch release changes no model byte, and the locks pin the rest.
+    python = ".".join(card.library_versions.get("python", "").split(".")[:2])
+    context = bentoml.models.ModelContext(framework_name="", framework_versions={}, python_version=python)
     with bentoml.models.create(
-        MODEL_NAME, labels=draft.store_labels(), metadata=draft.store_metadata(), module="iris_classifier"
+        card.tag,
+        labels=card.store_labels(),
+        metadata=card.store_metadata(),
+        module="iris_classifier",
+        context=context,
     ) as model:
         for name, content in model_files.items():
             Path(model.path_of(name)).write_bytes(content)
-    return ModelCard(tag=str(model.tag), **card_without_tag)
+    fix_creation_time(Path(bentoml.models.get(card.tag).path))
+    return card
+
+
+def fix_creation_time(folder: Path) -> None:
+    """Set a store entry's model.yaml creation_time to REPRODUCIBLE_TIME (BentoML writes the wall clock)."""
+    import yaml
+
+    model_yaml = folder / "model.yaml"
+    info = yaml.safe_load(model_yaml.read_text())
+    info["creation_time"] = REPRODUCIBLE_TIME
+    model_yaml.write_text(yaml.safe_dump(info, sort_keys=False))
+
+
+def _reproducible(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    member.mtime, member.uid, member.gid, member.uname, member.gname = 0, 0, 0, "", ""
+    member.mode = 0o755 if member.isdir() else 0o644
+    return member
 
 
 def export_model(tag: str, destination: Path = MODEL_EXPORT) -> None:
-    import bentoml
-
+    """The store entry as a .bentomodel archive (tar.xz, the layout `bentoml models export` writes) whose bytes
+    depend only on the entry's files: sorted members, no times, owners or modes of this machine."""
+    folder = Path(stored_model(tag).path)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".partial-{destination.name}")  # bentoml keeps the .bentomodel suffix
-    tmp.unlink(missing_ok=True)
-    bentoml.models.export_model(tag, str(tmp))
+    tmp = destination.with_name(f".partial-{destination.name}")
+    with tarfile.open(tmp, "w:xz") as archive:
+        archive.add(folder, arcname=".", recursive=False, filter=_reproducible)
+        for path in sorted(folder.rglob("*")):
+            archive.add(path, arcname=f"./{path.relative_to(folder).as_posix()}", recursive=False, filter=_reproducible)
     tmp.replace(destination)
 
 

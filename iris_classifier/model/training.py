@@ -20,7 +20,8 @@ from iris_classifier.model.files import GRID_FILE, ONNX_FILE, PIPELINE_FILE, SCA
 from iris_classifier.model.grid import grid_json
 from iris_classifier.model.pipeline import Predictor, build_pipeline, encode_species, to_onnx_bytes
 from iris_classifier.model.scaler_file import scaler_json
-from iris_classifier.model.store import ModelCard, git_commit, save_model
+from iris_classifier.model.store import ModelCard, save_model
+from iris_classifier.project.stage_code import stage_code_md5
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -28,13 +29,14 @@ def features_and_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def library_versions() -> dict[str, str]:
+    """The libraries that shape the model's bytes, as locked; Python as major.minor (a patch release changes none)."""
     import bentoml
     import onnxruntime
     import skl2onnx
     import sklearn
 
     return {
-        "python": platform.python_version(),
+        "python": ".".join(platform.python_version_tuple()[:2]),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
@@ -127,7 +129,7 @@ def train(*, params: dict[str, Any], train_csvs: Sequence[Path], test_csv: Path)
             "feature_medians_cm": {name: float(train_rows[name].median()) for name in FEATURES},
             "params": params,
             "held_out_accuracy": held_out_accuracy,
-            "git_commit": git_commit(),
+            "code_md5": stage_code_md5("train"),
             "train_data_md5": train_md5,
             "feedback_rows": len(train_rows) - len(read_table(train_csvs[0])),
             "test_data_md5": file_md5(test_csv),

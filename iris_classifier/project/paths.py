@@ -29,5 +29,6 @@ REPORTS_DIR = ROOT / "reports"
 METRICS_JSON = REPORTS_DIR / "metrics.json"
 CONFUSION_CSV = REPORTS_DIR / "confusion.csv"
 FEEDBACK_JSON = REPORTS_DIR / "feedback.json"  # the feedback stage's counts (labels used, unmatched, conflicts)
+TRAIN_RUN_JSON = REPORTS_DIR / "train-run.json"  # the last training run's machine and time (gitignored, not hashed)
 RETRAIN_JSON = REPORTS_DIR / "retrain.json"  # make retrain's decision (gitignored: Jenkins archives it)
 RETRAIN_HTML = REPORTS_DIR / "retrain.html"

@@ -37,7 +37,7 @@ def build(*, force: bool = False) -> str:
     ensure_model()
     card = ModelCard.read()
     labels = {
-        "git_commit": card.git_commit,
+        "git_commit": tag.split(":", 1)[1],  # the commit the Bento is built from (the model card hashes its code)
         "model_tag": card.tag,
         "train_data_md5": card.train_data_md5,
         "held_out_accuracy": f"{card.held_out_accuracy:.4f}",

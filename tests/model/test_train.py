@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from iris_classifier.model.pipeline import Predictor
 from iris_classifier.model.store import ModelCard
 from iris_classifier.project.params import load_params
 from iris_classifier.project.paths import TRAIN_CSV
+from iris_classifier.project.stage_code import stage_code_md5
 from tests.conftest import ROOT
 
 
@@ -35,20 +36,21 @@ def test_train_model_is_in_the_store_and_predicts_from_raw_cm(stored_model):
     assert pipeline.predict(rows).tolist() == [0, 1, 2]
 
 
-def test_model_metadata_names_its_training_data_and_commit(stored_model, model_card):
+def test_model_metadata_names_its_training_data_and_code(stored_model, model_card):
     metadata, labels = stored_model.info.metadata, stored_model.info.labels
     assert str(stored_model.tag) == model_card.tag
     assert ModelCard.from_store_entry(stored_model) == model_card
     # The DVC hash of the training data, as dvc.lock records it for the train stage.
     assert labels["train_data_md5"] == metadata["train_data_md5"] == file_md5(TRAIN_CSV)
     assert metadata["train_data_md5"] == dvc_lock_md5("train", "data/prepared/train.csv")
-    commit = labels["git_commit"].removesuffix("-dirty")
-    assert len(commit) == 40
-    assert subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT).returncode == 0
+    # The code the train stage runs, by content (a commit would change with any edit, a README typo included).
+    assert labels["code_md5"] == metadata["code_md5"] == stage_code_md5("train")
+    assert "git_commit" not in labels and "git_commit" not in metadata
     assert json.loads(metadata["params"]) == load_params("train")
     assert metadata["features"] == list(FEATURES) and metadata["species"] == list(SPECIES)
     assert metadata["fast_path"] == "onnx" and metadata["onnx_conversion_error"] == ""
     assert set(metadata["library_versions"]) >= {"scikit-learn", "bentoml", "onnxruntime", "python"}
+    assert re.fullmatch(r"3\.\d+", metadata["library_versions"]["python"])  # no patch release: not a model byte
     for name in FEATURES:
         low, high = metadata["feature_ranges_cm"][name]
         assert 0 < low < high

@@ -20,7 +20,12 @@ OUTPUTS = [
     "models/iris_classifier.bentomodel",
     "models/model.json",
 ]
-DETERMINISTIC = [*OUTPUTS[:4], "reports/metrics.json", "reports/confusion.csv"]
+# Every output, the model included, and the lock that records them: byte for byte the same in any directory.
+DETERMINISTIC = [*OUTPUTS, "reports/metrics.json", "reports/confusion.csv", "reports/feedback.json", "dvc.lock"]
+
+
+def changed_tracked_files(root: Path, env: dict[str, str]) -> str:
+    return run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, env=env).stdout
 
 
 def digests(root: Path, names: list[str]) -> dict[str, str]:
@@ -33,8 +38,10 @@ def test_repro_from_scratch_then_noop_then_push_wipe_pull(rebuilt_copy, pipeline
     for stage in stages(copy):
         assert f"Running stage '{stage}'" in first
 
-    # Seeds everywhere: the same data and metrics as the project's own run.
+    # Trained twice in two directories (the project's own run and this copy's, each with its own BentoML store):
+    # the same bytes, the model's tag included; and the copy's run left its committed files as they were.
     assert digests(copy, DETERMINISTIC) == digests(ROOT, DETERMINISTIC)
+    assert changed_tracked_files(copy, env) == "", "make pipeline rewrote committed files (commit dvc.lock?)"
 
     second = run(["dvc", "repro"], cwd=copy, env=env)
     assert "Running stage" not in second.stdout
@@ -55,6 +62,18 @@ def test_repro_from_scratch_then_noop_then_push_wipe_pull(rebuilt_copy, pipeline
     tag = __import__("json").loads((copy / "models/model.json").read_text())["tag"]
     assert f"{tag} is in the BentoML store" in imported.stdout
     assert (copy / ".bentoml" / "models" / tag.replace(":", "/") / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_training_again_changes_no_tracked_file(rebuilt_copy):
+    copy, env, _ = rebuilt_copy
+    tag = __import__("json").loads((copy / "models/model.json").read_text())["tag"]
+    run(["bentoml", "models", "delete", "-y", tag], cwd=copy, env=env)  # trained anew, not found in the store
+    forced = run(["dvc", "repro", "-f", "train"], cwd=copy, env=env)
+    assert "Running stage 'train'" in forced.stdout
+    run(["dvc", "repro"], cwd=copy, env=env)
+    assert changed_tracked_files(copy, env) == ""
+    assert (copy / ".bentoml" / "models" / tag.replace(":", "/") / "model.yaml").is_file()
 
 
 @pytest.mark.slow

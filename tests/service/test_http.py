@@ -82,7 +82,7 @@ def test_model_endpoint_names_the_served_model(url):
     lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
     train_md5 = next(d["md5"] for d in lock["stages"]["train"]["deps"] if d["path"] == "data/prepared/train.csv")
     assert info["tag"] == recorded.tag
-    assert info["git_commit"] == recorded.git_commit
+    assert info["code_md5"] == recorded.code_md5
     assert info["train_data_md5"] == train_md5
     assert info["params"] == load_params("train")
     assert info["held_out_accuracy"] == pytest.approx(

@@ -32,7 +32,7 @@ from iris_classifier.model.pipeline import Predictor
 from iris_classifier.model.store import ModelCard, ModelNotFoundError, model_tag_to_serve, stored_model
 from iris_classifier.registry.versions import served_release
 from iris_classifier.serving import bentoml_compat, uvicorn_compat
-from iris_classifier.serving.admission import Admission, AdmissionControl, PodMemory
+from iris_classifier.serving.admission import Admission, AdmissionControl, PodMemory, charged_work
 from iris_classifier.serving.answers import Answers, Classification, Predictions
 from iris_classifier.serving.feedback import Feedback, LabelAnswers, LabelConflict, authorized
 from iris_classifier.serving.lazy_ui import LazyGradioApp
@@ -63,6 +63,12 @@ model_call_seconds = Histogram(
     documentation="Time spent in the model call (one request, any number of flowers)",
     buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0),
 )
+batches_parsed_total = Counter(
+    name="iris_batches_parsed_total",
+    documentation="/classify_batch bodies parsed, by path: fast (a plain well-formed batch) or validated (pydantic)",
+    labelnames=["path"],
+)
+batches_parsed = {path: batches_parsed_total.labels(path=path) for path in ("fast", "validated")}
 feedback_labels_total = Counter(
     name="iris_feedback_labels_total",
     documentation="Labelled flowers (POST /feedback), by predicted and true species; correct is unknown when "
@@ -87,12 +93,18 @@ class FlowerBatch(bentoml.IODescriptor):
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> FlowerBatch:
-        """A body that certainly passes takes the fast path, straight to rows of cm (so no object per flower is
-        held while the request waits for the model); pydantic judges (and explains) all others."""
+        """The batch as rows of cm (an (N, 4) float64 array), which is what /classify_batch receives.
+
+        A body that certainly passes takes the fast path, straight to rows (no object per flower is held while
+        the request waits for the model); pydantic judges (and explains) all others. BentoML validates a
+        request's JSON body with this classmethod: the private-API note in docs/private-apis.md."""
         data = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
         flowers = well_formed_batch(data)
         if flowers is None:
-            return super().model_validate_json(json_data, **kwargs)
+            flowers = super().model_validate_json(json_data, **kwargs).flowers
+            batches_parsed["validated"].inc()
+        else:
+            batches_parsed["fast"].inc()
         return cls.model_construct(flowers=rows_of(flowers))
 
 
@@ -191,8 +203,8 @@ class IrisClassifier:
                 counter.inc(count)
 
     def _predict(self, rows: np.ndarray, request_id: str) -> tuple[np.ndarray, list[str]]:
-        """Probabilities and species for rows of cm, counted and logged under the request's id (/classify_batch
-        and V2 infer)."""
+        """The one path of every classifying route (/classify, /classify_batch, V2 infer): probabilities and
+        species for rows of cm, timed, counted, logged and remembered under the request's id."""
         probabilities = self._timed_model_call(self.predictor.predict_proba, rows)
         best = probabilities.argmax(axis=1)
         self._count_predictions(np.bincount(best, minlength=len(SPECIES)).tolist())
@@ -213,27 +225,22 @@ class IrisClassifier:
     @bentoml.api(input_spec=Flower, output_spec=Classification)
     async def classify(self, **flower: float) -> Response:
         """One flower -> species, probabilities per species, model version, out-of-range warnings, request id."""
-        # ~15 us of work: cheaper on the event loop than a hop to the worker thread pool. Plain floats
-        # rather than _predict's numpy: on one row numpy's per-call overhead is most of the cost.
+        # Tens of microseconds of work: cheaper on the event loop than a hop to the worker thread pool.
         request_id = bentoml_compat.request_id()
         values = [flower[name] for name in FEATURES]
-        probabilities = self._timed_model_call(self.predictor.predict_one, values)
-        best = probabilities.index(max(probabilities))  # the first of equals, as numpy's argmax
-        self.counted[best].inc()
-        self.prediction_log.record(values, SPECIES[best], probabilities, request_id)
-        self.remember(request_id, (SPECIES[best],))
+        probabilities, species = self._predict(np.array([values], dtype=np.float64), request_id)
         outside = [
             name for (name, low, high), value in zip(self.bounds, values, strict=True) if not low <= value <= high
         ]
-        return self.answers.classification(SPECIES[best], probabilities, outside, request_id)
+        return self.answers.classification(species[0], probabilities[0].tolist(), outside, request_id)
 
     @bentoml.api(input_spec=FlowerBatch, output_spec=Predictions)
-    def classify_batch(self, flowers: list[FlowerFields]) -> Response:
-        """Up to MAX_BATCH_FLOWERS flowers -> one prediction each, in the same order."""
-        request_id = bentoml_compat.request_id()
-        rows = flowers if isinstance(flowers, np.ndarray) else rows_of(flowers)  # the fast path gave rows already
-        probabilities, species = self._predict(rows, request_id)
-        return self.answers.batch(species, probabilities, self._warnings(rows), request_id)
+    def classify_batch(self, flowers: np.ndarray) -> Response:
+        """Up to MAX_BATCH_FLOWERS flowers -> one prediction each, in the same order (FlowerBatch gives rows of cm)."""
+        with charged_work():  # the request's admission charge lasts as long as this work, even past a 504
+            request_id = bentoml_compat.request_id()
+            probabilities, species = self._predict(flowers, request_id)
+            return self.answers.batch(species, probabilities, self._warnings(flowers), request_id)
 
     # Ground truth (the feedback loop, docs/feedback.md): durable before the 2xx, idempotent, 409 on conflict.
     @bentoml.api(input_spec=Label, output_spec=LabelAnswer)

@@ -33,11 +33,14 @@ still counts; to reproduce what happens without them).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -409,6 +412,66 @@ class Admission:
         return self.slots
 
 
+class Charge:
+    """An admitted request's flowers (and execution slot), released when the request is over and no work it
+    started in a worker thread still runs: a 504 cancels the request, not a thread that is classifying its batch."""
+
+    def __init__(self, admission: Admission, flowers: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.admission, self.flowers, self.loop = admission, flowers, loop
+        self.on_release: list[Callable[[], None]] = []  # run in the event loop once released
+        self._holders = 1  # the request itself
+        self._lock = threading.Lock()
+
+    def hold(self) -> bool:
+        """Work starts in a thread: hold the charge; False when the request is over already (the charge is gone)."""
+        with self._lock:
+            if self._holders == 0:
+                return False
+            self._holders += 1
+            return True
+
+    def drop(self) -> None:
+        """One holder is done; the last one releases the flowers (from a thread: through the event loop)."""
+        with self._lock:
+            self._holders -= 1
+            if self._holders:
+                return
+        if _in_loop(self.loop):
+            self._release()
+        else:
+            self.loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        self.admission.release(self.flowers)
+        for release in self.on_release:
+            release()
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+# The charge of the request being served; worker threads get it with the request's context.
+_CHARGE: contextvars.ContextVar[Charge | None] = contextvars.ContextVar("iris_admission_charge", default=None)
+
+
+@contextmanager
+def charged_work() -> Iterator[None]:
+    """Around an API's work in a worker thread: its request's charge is held until the work ends, even when the
+    request was answered (504) and cancelled meanwhile. Work whose request is over already is not started."""
+    charge = _CHARGE.get()
+    if charge is not None and not charge.hold():
+        raise asyncio.CancelledError("the request was answered before its work started")
+    try:
+        yield
+    finally:
+        if charge is not None:
+            charge.drop()
+
+
 def charge(path: str, headers: Any) -> int | None:
     """The flowers a POST to `path` is charged before its body is read; None when the route is not a
     many-flower one, or the declared body is over the size limit (the request guard refuses it unread)."""
@@ -435,7 +498,8 @@ class AdmissionControl:
 
     The refusal is a 503 with Retry-After and `{"error": ..., "reason": ...}`, sent before any of the body is
     read (when the wait is CLOSE_FROM_SECONDS or more: once the body is read and dropped, and with
-    Connection: close); the charge of an admitted request is held until its answer is sent (or it fails).
+    Connection: close); the charge of an admitted request is held until its answer is sent (or it fails), and
+    while work it started in a worker thread still runs (`charged_work`).
     """
 
     def __init__(self, app: Any, admission: Admission) -> None:
@@ -464,13 +528,9 @@ class AdmissionControl:
                 headers.append((b"connection", b"close"))
             await send_json(send, 503, self.refusal(reason, flowers, wait), headers)
             return
+        held = Charge(self.admission, flowers, asyncio.get_running_loop())
+        token = _CHARGE.set(held)
         slots = self.admission.slot(flowers)
-        if slots is None:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self.admission.release(flowers)
-            return
         holding = False
 
         async def send_releasing(message: Any) -> None:  # the slot is for the work, not for sending the answer
@@ -481,6 +541,9 @@ class AdmissionControl:
             await send(message)
 
         try:
+            if slots is None:
+                await self.app(scope, receive, send)
+                return
             batches_waiting.inc()
             try:
                 await slots.acquire()
@@ -489,9 +552,10 @@ class AdmissionControl:
             holding = True
             await self.app(scope, receive, send_releasing)
         finally:
-            if holding:
-                slots.release()
-            self.admission.release(flowers)
+            _CHARGE.reset(token)
+            if holding:  # no answer started (an error, or a 504 that cancelled it): the slot goes with the charge
+                held.on_release.append(slots.release)
+            held.drop()
 
     def refusal(self, reason: str, flowers: int, wait: int) -> dict[str, Any]:
         budget = self.admission.budget

@@ -13,9 +13,6 @@ it relies on (tests/service/test_bentoml_compat.py unless named), so the use can
   context (no public accessor in 1.4): the prediction log writes them and the answers carry the request id.
   Tests: the server hook that sets the id is still there, and over a real server the id equals BentoML's
   own X-BentoML-Request-ID header and the prediction log's (tests/service/test_request_id.py).
-- `MonitorBase`: the prediction log is a BentoML monitor (made by the public `bentoml.monitor`), and a
-  custom monitor has no public base class in 1.4. It relies on the record protocol: the first record's
-  columns reach `export_schema` once, in the order logged, and every record reaches `export_data`.
 - `gradio_app` and `start_gradio_app`: the web UI is built on its first request (lazy_ui.py), so it
   cannot use `bentoml.gradio.mount_gradio_app`, which builds the Gradio app when the service is
   decorated; these do what it and BentoML's Gradio startup hook do, later. Tests compare their steps
@@ -29,11 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bentoml._internal.context import trace_context
-from bentoml._internal.monitoring.base import MonitorBase
 
 from iris_classifier.serving.middleware import ResponseStartTimeout
-
-__all__ = ["MonitorBase"]  # the prediction log's base class
 
 PINNED_BENTOML = "1.4.40"
 

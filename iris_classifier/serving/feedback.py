@@ -61,24 +61,35 @@ class LabelConflict(ValueError):
 class RecentPredictions:
     """What this process answered lately, by request id, so /feedback can say whether it was right.
 
-    Bounded by flowers, not requests: the oldest requests are forgotten first.
+    Bounded by flowers, not requests: the oldest requests are forgotten first. Written from the event loop
+    (/classify) and from worker threads (/classify_batch, V2 infer, /feedback), so under a lock.
     """
 
     def __init__(self, max_flowers: int = 200_000) -> None:
         self.max_flowers = max_flowers
         self._species: collections.OrderedDict[str, Sequence[str]] = collections.OrderedDict()
         self._flowers = 0
+        self._lock = threading.Lock()
 
     def remember(self, request_id: str, species: Sequence[str]) -> None:
-        self._species[request_id] = species
-        self._flowers += len(species)
-        while self._flowers > self.max_flowers and self._species:
-            _, forgotten = self._species.popitem(last=False)
-            self._flowers -= len(forgotten)
+        with self._lock:
+            forgotten = self._species.pop(request_id, ())  # a request id seen again replaces its flowers
+            self._species[request_id] = species
+            self._flowers += len(species) - len(forgotten)
+            while self._flowers > self.max_flowers and self._species:
+                _, forgotten = self._species.popitem(last=False)
+                self._flowers -= len(forgotten)
 
     def predicted(self, request_id: str, index: int) -> str | None:
-        species = self._species.get(request_id)
+        with self._lock:
+            species = self._species.get(request_id)
         return species[index] if species is not None and 0 <= index < len(species) else None
+
+    @property
+    def flowers(self) -> int:
+        """Flowers remembered now (what the bound counts)."""
+        with self._lock:
+            return self._flowers
 
 
 class LabelStore:

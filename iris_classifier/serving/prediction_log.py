@@ -36,6 +36,7 @@ from typing import Any
 import bentoml
 import numpy as np
 import orjson
+from bentoml.monitoring import MonitorBase
 from prometheus_client import Counter
 
 from iris_classifier.data.production_log import MONITOR_NAME, monitor_dir
@@ -116,7 +117,7 @@ def _records(entry: tuple[float, str, int, Any]) -> int:
     return 1 if type(data) is tuple else len(data[0])
 
 
-class BufferedMonitor(bentoml_compat.MonitorBase[Any]):
+class BufferedMonitor(MonitorBase[Any]):
     """BentoML's DefaultMonitor files and record fields, written in batches by a background thread."""
 
     PRESERVED_COLUMNS = (COLUMN_TIME, COLUMN_RID, COLUMN_TID) = ("timestamp", "request_id", "trace_id")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -80,6 +82,37 @@ def test_recent_predictions_forget_the_oldest_requests_first():
     assert recent.predicted("a", 0) is None
     assert recent.predicted("c", 1) == "setosa"
     assert recent.predicted("c", 2) is None  # no such row
+
+
+class Answered(list):
+    """A request's species that lets other threads run whenever its length is asked (as a GIL switch may)."""
+
+    def __len__(self) -> int:
+        time.sleep(0)
+        return super().__len__()
+
+
+def test_recent_predictions_stay_consistent_when_written_from_many_threads():
+    """The event loop (/classify) and worker threads (/classify_batch, V2 infer) remember at once: the count of
+    flowers must stay the sum of what is remembered, and forgetting must never find the dict emptied under it."""
+    recent = RecentPredictions(max_flowers=1_000)
+    errors: list[BaseException] = []
+
+    def writer(thread: int) -> None:
+        try:
+            for request in range(500):
+                recent.remember(f"{thread}-{request}", Answered(["setosa"] * (1 + request % 7)))
+        except BaseException as error:  # an unlocked popitem() on a dict another thread emptied
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    remembered = sum(len(species) for species in recent._species.values())
+    assert recent.flowers == remembered <= 1_000
 
 
 def test_the_rate_limit_is_per_source_and_says_how_long_to_wait():

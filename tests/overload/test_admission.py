@@ -4,9 +4,9 @@ decision, and the middleware's refusal (503, Retry-After, the reason; nothing of
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,15 +24,9 @@ from iris_classifier.serving.admission import (
     memory_backed,
 )
 from iris_classifier.serving.middleware import MAX_BODY_BYTES
+from tests.conftest import run_in_own_loop
 
 MIB = 2**20
-
-
-def run_alone(coroutine) -> None:
-    """asyncio.run in a thread of its own: under xdist an earlier test in this worker (Playwright's sync API)
-    may leave an event loop set on the main thread, where asyncio.run refuses to start."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, coroutine).result()
 
 
 def cgroup_v2(root: Path, *, limit: str, current: int, inactive: int, cpu: str = "max 100000") -> Path:
@@ -280,7 +274,7 @@ def test_the_middleware_refuses_at_once_with_503_retry_after_and_the_reason():
             assert done[0][0]["status"] == 200
         assert gate.in_flight == 0 and app.calls == 2  # every charge released once answered
 
-    run_alone(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(monkeypatch):
@@ -318,7 +312,7 @@ def test_a_refusal_with_a_long_wait_reads_the_body_and_closes_the_connection(mon
         headers, reads = await refused(wait=admission.CLOSE_FROM_SECONDS, chunks=3, expect=True)
         assert reads == 0 and headers[b"connection"] == b"close"  # Expect: 100-continue: its body never asked for
 
-    run_alone(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_draining_stops_at_the_size_limit_and_when_the_client_leaves():
@@ -341,7 +335,7 @@ def test_draining_stops_at_the_size_limit_and_when_the_client_leaves():
 
         assert await admission.drain(stalled, seconds=0.05) is True  # not waited for longer than that
 
-    run_alone(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_a_failing_request_releases_its_charge_and_its_slot():
@@ -356,7 +350,7 @@ def test_a_failing_request_releases_its_charge_and_its_slot():
                 await post(middleware, batch_scope(10_000))
         assert gate.in_flight == 0 and gate.slots is not None and not gate.slots.locked()
 
-    run_alone(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_small_requests_and_other_routes_pass_straight_through():
@@ -373,4 +367,61 @@ def test_small_requests_and_other_routes_pass_straight_through():
             sent, _ = await post(middleware, scope)
             assert sent[0]["status"] == 200, scope
 
-    run_alone(scenario())
+    run_in_own_loop(scenario())
+
+
+def test_a_504_keeps_the_charge_until_the_batch_in_its_worker_thread_ends():
+    """ResponseStartTimeout answers 504 and cancels the request, but a sync API's batch goes on in its worker
+    thread (anyio delivers the cancellation at once): its flowers and its execution slot stay charged until the
+    work ends (`charged_work`), or the budget undercounts."""
+    import anyio
+
+    from iris_classifier.serving.admission import charged_work
+    from iris_classifier.serving.middleware import ResponseStartTimeout
+
+    working, finish = threading.Event(), threading.Event()
+
+    def classify_in_thread() -> None:  # what BentoML runs for /classify_batch, in its thread pool
+        with charged_work():
+            working.set()
+            finish.wait(10)
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await anyio.to_thread.run_sync(classify_in_thread, limiter=anyio.CapacityLimiter(2))  # as BentoML calls it
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def scenario() -> None:
+        gate = configured(25_000, slots=1)
+        served = ResponseStartTimeout(AdmissionControl(app, gate), timeout=0.2)
+        sent, _ = await post(served, batch_scope(10_000))
+        assert sent[0]["status"] == 504 and working.is_set()
+        await asyncio.sleep(0.1)
+        assert gate.in_flight == 10_000, "the 504 released the charge of a batch still being classified"
+        assert gate.slots.locked(), "the 504 freed the execution slot of a batch still being classified"
+        finish.set()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if gate.in_flight == 0:
+                break
+        assert gate.in_flight == 0 and not gate.slots.locked()  # released once the work ended
+
+    run_in_own_loop(scenario())
+
+
+def test_work_whose_request_was_answered_before_it_started_is_not_started():
+    from iris_classifier.serving.admission import _CHARGE, Charge, charged_work
+
+    async def scenario() -> None:
+        gate = configured(25_000)
+        assert gate.admit(500) is None
+        held = Charge(gate, 500, asyncio.get_running_loop())
+        held.drop()  # the request is over: its charge released
+        assert gate.in_flight == 0
+        _CHARGE.set(held)
+        with pytest.raises(asyncio.CancelledError), charged_work():
+            raise AssertionError("started")
+        assert gate.in_flight == 0  # released once, never twice
+
+    run_in_own_loop(scenario())

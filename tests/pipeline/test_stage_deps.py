@@ -79,6 +79,11 @@ def test_the_derivation_follows_imports_however_indirect(graph):
     assert "iris_classifier/monitoring/dashboard.py" not in feedback
 
 
+def dvc_status(root: Path, env: dict[str, str]) -> dict:
+    status = subprocess.run([DVC, "status", "--json"], cwd=root, env=env, capture_output=True, text=True, check=True)
+    return yaml.safe_load(status.stdout)
+
+
 @pytest.mark.slow
 def test_an_edit_to_code_no_stage_runs_leaves_the_pipeline_up_to_date(rebuilt_copy):
     """The acceptance check, on a reproduced copy of the project: a comment appended to serving, monitoring or
@@ -91,11 +96,15 @@ def test_an_edit_to_code_no_stage_runs_leaves_the_pipeline_up_to_date(rebuilt_co
     ):
         with open(pipeline_copy / path, "a") as file:
             file.write("# an edit no stage runs\n")
-    status = subprocess.run([DVC, "status", "--json"], cwd=pipeline_copy, env=env, capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        [DVC, "status", "--json"], cwd=pipeline_copy, env=env, capture_output=True, text=True, check=True
+    )
     assert yaml.safe_load(status.stdout) == {}, status.stdout
     with open(pipeline_copy / "iris_classifier/model/store.py", "a") as file:
         file.write("# an edit the train stage runs\n")
-    status = subprocess.run([DVC, "status", "--json"], cwd=pipeline_copy, env=env, capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        [DVC, "status", "--json"], cwd=pipeline_copy, env=env, capture_output=True, text=True, check=True
+    )
     assert {"train", "evaluate"} <= set(yaml.safe_load(status.stdout)), status.stdout
 
 

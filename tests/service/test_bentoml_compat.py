@@ -41,7 +41,7 @@ def test_only_the_compat_module_imports_bentoml_internals():
     assert offenders == []
 
 
-# ---- MonitorBase: the prediction log's base class ----
+# ---- MonitorBase (public: bentoml.monitoring): the record protocol the prediction log relies on ----
 
 
 def test_a_monitor_gets_its_columns_once_in_the_order_logged_then_every_record():
@@ -49,7 +49,7 @@ def test_a_monitor_gets_its_columns_once_in_the_order_logged_then_every_record()
     schemas: list[dict] = []
     records: list[dict] = []
 
-    class Probe(bentoml_compat.MonitorBase):
+    class Probe(bentoml.monitoring.MonitorBase):
         def export_schema(self, columns_schema):
             schemas.append(dict(columns_schema))
 

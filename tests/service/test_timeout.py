@@ -12,20 +12,12 @@ import gc
 import json
 import sys
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from iris_classifier.serving import bentoml_compat
 from iris_classifier.serving.middleware import ResponseStartTimeout
-from tests.conftest import run
-
-
-def run_loop(coroutine) -> None:
-    """asyncio.run in a thread of its own: other tests (Playwright's sync API) may leave a loop running in this one."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, coroutine).result()
-
+from tests.conftest import run, run_in_own_loop
 
 request_state: contextvars.ContextVar[object] = contextvars.ContextVar("request_state")
 
@@ -65,7 +57,7 @@ def call(middleware, *, requests: int = 1) -> tuple[list[dict], list[bool]]:
         states_alive.extend(ref() is not None for ref in states)
 
     states_alive: list[bool] = []
-    run_loop(main())
+    run_in_own_loop(main())
     return sent, states_alive
 
 
@@ -122,7 +114,7 @@ def test_a_handler_that_fails_before_answering_fails_at_once_not_after_the_timeo
             await ResponseStartTimeout(broken, timeout=timeout)({"type": "http"}, None, None)
         loop_time.append(asyncio.get_running_loop().time() - started)
 
-    run_loop(timed())
+    run_in_own_loop(timed())
     # The loop's clock never fires a timer early: an error held until the timer fired took at least `timeout`.
     assert loop_time[0] < timeout, f"the handler's error waited {loop_time[0]:.1f} s for the {timeout} s timeout"
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
+from iris_classifier.serving.admission import charged_work
 from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
 from iris_classifier.serving.v2.codec import (
     BINARY_EXTENSION,
@@ -144,7 +145,11 @@ class OpenInference:
     async def answer_body(self, body: bytes, headers: Mapping[str, str]) -> Response:
         if len(body) < INLINE_BODY_BYTES:
             return self.answer(body, headers)
-        return await run_in_threadpool(self.answer, body, headers)
+        return await run_in_threadpool(self.answer_in_thread, body, headers)
+
+    def answer_in_thread(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        with charged_work():  # the request's admission charge lasts as long as this work, even past a 504
+            return self.answer(body, headers)
 
     def answer(self, body: bytes, headers: Mapping[str, str]) -> Response:
         inference, rows = parse_infer_request(body, headers)

@@ -24,7 +24,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
+        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -158,6 +158,11 @@ lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfi
 
 docs: install ## build the docs site strictly (mkdocs, Material) into build/site
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir build/site
+
+lock-upgrade: install ## re-lock every lock file (ops/locks.py) on the newest versions its .in allows, reinstall, then make test-fast
+	$(PY) -m ops.locks upgrade
+	@git --no-pager diff --stat -- '*.lock'
+	@$(MAKE) --no-print-directory install test-fast
 
 format: install ## apply ruff format and safe fixes
 	ruff check --fix .

@@ -28,8 +28,9 @@ from typing import Any
 from bentoml._internal.context import trace_context
 
 from iris_classifier.serving.middleware import ResponseStartTimeout
+from iris_classifier.serving.private_apis import REQUEST_ID
 
-PINNED_BENTOML = "1.4.40"
+PINNED_BENTOML = REQUEST_ID.written_for
 
 # ---- the response-start timeout ----
 

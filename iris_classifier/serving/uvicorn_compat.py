@@ -27,7 +27,9 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-PINNED_UVICORN = "0.54.0"
+from iris_classifier.serving.private_apis import BOUNDED_REQUEST_HEAD
+
+PINNED_UVICORN = BOUNDED_REQUEST_HEAD.written_for
 LINGER_SECONDS = 2.0
 # Where uvicorn looks up the protocol class of `http="auto"` (Config.load: HTTP_PROTOCOLS.get(self.http)).
 AUTO_PROTOCOL = "auto"

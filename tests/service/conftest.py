@@ -27,8 +27,7 @@ def bento_server(bento_tag, artifacts_dir, tmp_path_factory):
     process.stop()
 
 
-@pytest.fixture(scope="module", params=["source", "bento"])
-def url(request, pipeline_ready) -> str:
-    """The source service and the built Bento, in turn (pipeline_ready: the slow tier, see tests/conftest.py)."""
-    fixture = "server" if request.param == "source" else "bento_server"
-    return request.getfixturevalue(fixture).url
+@pytest.fixture(scope="module")
+def url(server) -> str:
+    """The source service (the built Bento serves the same answers: tests/service/test_bento.py)."""
+    return server.url

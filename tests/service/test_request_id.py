@@ -25,13 +25,10 @@ FLOWERS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["source", "bento"])
-def served(request, pipeline_ready) -> tuple[str, Path]:
-    """The source service and the built Bento in turn: (URL, the folder of its prediction log)."""
-    if request.param == "source":
-        return request.getfixturevalue("server").url, monitor_dir()  # the server inherits this environment
-    bento = request.getfixturevalue("bento_server")
-    return bento.url, bento.log_dir
+@pytest.fixture(scope="module")
+def served(server) -> tuple[str, Path]:
+    """The source service: (URL, the folder of its prediction log; the server inherits this environment)."""
+    return server.url, monitor_dir()
 
 
 def logged(log_dir: Path, request_ids: set[str], count: int, timeout: float = 15) -> dict[str, list[dict]]:

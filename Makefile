@@ -24,7 +24,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade
+        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade lint-renovate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -155,6 +155,11 @@ lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfi
 	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain \
 	    || status=1; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
+
+lint-renovate: ## validate renovate.json with Renovate's own validator, strictly (pinned in ops/renovate; needs node + npm)
+	cd ops/renovate && npm ci --no-audit --no-fund --silent
+	@# as repository config (renovate.json found in the project root); re2, an optional native module, is not needed
+	cd $(CURDIR) && RENOVATE_X_IGNORE_RE2=true ops/renovate/node_modules/.bin/renovate-config-validator --strict
 
 docs: install ## build the docs site strictly (mkdocs, Material) into build/site
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir build/site

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -167,14 +166,35 @@ def find(docs: list[dict], kind: str) -> dict:
 # -- schema and policy ------------------------------------------------------------------------------------
 
 
-def validate(paths: list[Path]) -> str:
-    """Strict schema validation (unknown fields are errors) against the Kubernetes 1.31 OpenAPI schemas."""
-    command = [tool("kubernetes-validate"), "-k", KUBERNETES_VERSION, "--strict", *map(str, paths)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    if result.returncode != 0 or "ERROR" in output:
-        raise CheckFailed(f"k8s: schema validation failed ({' '.join(command)}):\n{output}")
-    return output
+@dataclass(frozen=True)
+class Validated:
+    path: Path
+    kind: str
+    name: str
+    version: str  # the Kubernetes schema version it passed against
+
+
+def validate(paths: list[Path]) -> list[Validated]:
+    """Strict schema validation (unknown fields are errors) of every document against the Kubernetes 1.31 OpenAPI
+    schemas (kubernetes-validate's API); raises CheckFailed naming each document and field that fails."""
+    import kubernetes_validate
+
+    passed, errors = [], []
+    for path in paths:
+        for doc in documents(path):
+            name = f"{doc['kind']}/{doc['metadata']['name']}"
+            try:
+                version = kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                field_path = ".".join(map(str, error.path))
+                errors.append(f"{path}: {name}: {field_path}: {error.message}")
+                continue
+            passed.append(Validated(path, doc["kind"], doc["metadata"]["name"], version))
+    if errors:
+        raise CheckFailed(
+            "k8s: schema validation failed (Kubernetes " + KUBERNETES_VERSION + "):\n" + "\n".join(errors)
+        )
+    return passed
 
 
 def scan_venv() -> Path:
@@ -198,34 +218,38 @@ def scan_venv() -> Path:
 class ScanResult:
     passed: int
     failed: int
-    skipped: int
-    output: str = field(repr=False)
+    skipped: list[dict] = field(default_factory=list)  # checkov's records of the skipped checks (id, resource)
+    output: str = field(default="", repr=False)
 
 
 def scan(paths: list[Path], *, checks: list[str] | None = None) -> ScanResult:
-    """checkov's Kubernetes checks (all, or only `checks`); skips are `checkov:skip=` annotations in the manifests,
-    each with its reason."""
+    """checkov's Kubernetes checks (all, or only `checks`), read from its JSON report; skips are `checkov:skip=`
+    annotations in the manifests, each with its reason."""
     checkov = scan_venv()
-    command = [str(checkov), "--framework", "kubernetes", "--compact", "--quiet", "--output", "cli"]
+    # Not --quiet: in JSON it drops the passed and skipped checks' records.
+    command = [str(checkov), "--framework", "kubernetes", "--compact", "--output", "json", "--skip-download"]
     command += ["--check", ",".join(checks)] if checks else []
     for path in paths:
         command += ["--file", str(path)]
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    result = subprocess.run([*command, "--skip-download"], capture_output=True, text=True, env=env)
-    output = result.stdout + result.stderr
-    counts = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", output)
-    if not counts:
-        # --quiet prints nothing when all pass: ask for the summary line without it
-        full = subprocess.run(
-            [c for c in command if c != "--quiet"] + ["--skip-download"], capture_output=True, text=True, env=env
-        )
-        output = full.stdout + full.stderr
-        counts = re.search(r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: (\d+)", output)
-    if not counts:
-        raise CheckFailed(f"k8s: checkov gave no summary ({' '.join(command)}):\n{output[-3000:]}")
-    found = ScanResult(*map(int, counts.groups()), output=output)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise CheckFailed(
+            f"k8s: checkov wrote no JSON report ({' '.join(command)}):\n{result.stderr[-3000:]}"
+        ) from None
+    reports = report if isinstance(report, list) else [report]  # one framework: an object; several: a list
+    summary = {key: sum(r["summary"][key] for r in reports) for key in ("passed", "failed")}
+    skipped = [check for r in reports for check in r["results"].get("skipped_checks", [])]
+    found = ScanResult(summary["passed"], summary["failed"], skipped, output=result.stdout)
     if found.failed or result.returncode != 0:
-        raise CheckFailed(f"k8s: checkov found {found.failed} failed checks:\n{output[-6000:]}")
+        failed = [
+            f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
+            for r in reports
+            for check in r["results"].get("failed_checks", [])
+        ]
+        raise CheckFailed(f"k8s: checkov found {found.failed} failed checks:\n" + "\n".join(failed))
     return found
 
 
@@ -536,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "scan":
         found = scan(args.files)
         print(
-            f"k8s-scan: checkov passed {found.passed}, failed {found.failed}, skipped {found.skipped} (each justified)"
+            f"k8s-scan: checkov passed {found.passed}, failed {found.failed}, "
+            f"skipped {len(found.skipped)} (each justified)"
         )
     elif args.command == "pod-check":
         path = render(args.env)

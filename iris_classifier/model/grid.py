@@ -11,7 +11,7 @@ every row of the cell (the trees compare float32 features with float32 threshold
 `grid_json` reads the thresholds out of the converted model at training time (it needs the `onnx`
 package, which the serving image does not have); the store entry keeps them in grid.json beside
 model.onnx. A model that is not one tree ensemble (logistic regression), or whose grid would be too big,
-has no grid.json and is answered by the session, as before.
+has no grid.json and is answered by the session.
 """
 
 from __future__ import annotations

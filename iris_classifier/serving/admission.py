@@ -12,7 +12,7 @@ already near its limit (what the budget's model did not foresee: fragmentation, 
 memory). Nothing of a refused request has been read or processed. Its Retry-After is how long the flowers
 already in flight take to be answered at the rate of the last RATE_WINDOW_SECONDS (at least 1 s, at most the
 30 s request timeout): under a long flood clients come back when there is room, instead of every second
-with a body the server must read and drop (which took half the worker's time in the 320-client flood).
+with a body the server must read and drop (half the worker's time under a 320-client flood).
 
 One-flower requests keep flowing: batches may fill the budget only up to a small reserve that small requests
 can still use, and an admitted batch waits for one of a few execution slots (one per CPU the pod may use:
@@ -79,8 +79,8 @@ PRESSURE_READ_SECONDS = 0.1  # the working set is read at most this often (two s
 RATE_WINDOW_SECONDS = 10  # answered flowers are counted per second over this many seconds, for Retry-After
 MAX_RETRY_AFTER_SECONDS = 30  # the request timeout (traffic.timeout): no client is sent away for longer
 # A client sent away for this long or longer would come back after the server has closed its idle connection
-# (uvicorn's keep-alive timeout, 5 s), and a request sent just as the close comes meets a connection reset
-# (it did in the 320-client flood: 4 of 3,580 refusals). Such a refusal reads and drops the body first and
+# (uvicorn's keep-alive timeout, 5 s), and a request sent just as the close comes meets a connection reset.
+# Such a refusal reads and drops the body first and
 # closes the connection itself ("Connection: close"), so the client opens a new one when it comes back.
 CLOSE_FROM_SECONDS = 4
 DRAIN_SECONDS = 5.0  # a body still not all in after this long is not waited for (the close may then reset)

@@ -1,18 +1,15 @@
-"""Every use of a private or undocumented BentoML API, in one place, for the pinned BentoML 1.4.40.
+"""Every use of a private or undocumented BentoML API, in one place: the reaches private_apis.py names (with the
+BentoML version they were written for), and the tests that trip when an upgrade stops one applying.
 
-Nothing else in the project imports `bentoml._internal`, `_bentoml_sdk` or `_bentoml_impl`, or copies
-what their code does. Each use names why it is needed and the test that fails once upstream changes what
-it relies on (tests/service/test_bentoml_compat.py unless named), so the use can be revisited or go:
-- `install_response_start_timeout`: BentoML's TimeoutMiddleware keeps every request's context for the
-  whole `traffic.timeout` (a `loop.call_later` never cancelled). Upstream: not reported as of 2026-11
-  (searched BentoML's issues for TimeoutMiddleware / call_later). Test that fails when upstream fixes
-  it: tests/service/test_timeout.py::test_bentoml_own_timeout_middleware_still_holds_requests.
-- `serving_bento_labels`: the labels of the Bento being served, from the service's undocumented
-  `bento` attribute (set by `bentoml serve <bento>`). Test: tests/registry/test_provenance.py.
-- `request_id` and `trace_id`: the ids BentoML gives the request being served, from its private trace
-  context (no public accessor in 1.4): the prediction log writes them and the answers carry the request id.
-  Tests: the server hook that sets the id is still there, and over a real server the id equals BentoML's
-  own X-BentoML-Request-ID header and the prediction log's (tests/service/test_request_id.py).
+Nothing else in the project imports `bentoml._internal`, `_bentoml_sdk` or `_bentoml_impl`
+(tests/service/test_bentoml_compat.py holds that). docs/private-apis.md says why each is here and what it saves.
+- `install_response_start_timeout` (`response-start-timeout`): BentoML builds its `traffic.timeout` middleware
+  from ResponseStartTimeout, whose timer is cancelled once a request is answered (BentoML's own keeps each
+  request's context for the whole timeout). Tripwire: BentoML's max_concurrency 429 carries Retry-After.
+- `serving_bento_labels` (`served-bento-labels`): the labels of the Bento being served, from the service's
+  undocumented `bento` attribute. Tripwire: the Bento's /model shows its registry labels.
+- `request_id` and `trace_id` (`request-id`): the ids BentoML gives the request being served, from its private
+  trace context. Tripwire: an answer's request id is BentoML's X-BentoML-Request-ID.
 - `gradio_app` and `start_gradio_app`: the web UI is built on its first request (lazy_ui.py), so it
   cannot use `bentoml.gradio.mount_gradio_app`, which builds the Gradio app when the service is
   decorated; these do what it and BentoML's Gradio startup hook do, later. Tests compare their steps

@@ -36,7 +36,7 @@ def measured_cold_start_seconds() -> float:
 
 
 def measured_steady_rss_mib() -> int:
-    """The load test's resident memory at the end of the run (after the PromptTimeout fix)."""
+    """The load test's resident memory at the end of the run (after the ResponseStartTimeout fix)."""
     return int(MEASURED["steady_rss_mib"])
 
 
@@ -82,10 +82,6 @@ def test_a_published_version_renders_by_digest_without_the_checkov_skip(tmp_path
     assert container(docs)["image"] == f"127.0.0.1:5000/iris-classifier@{DIGEST}"
     annotations = deployment(docs)["metadata"].get("annotations", {})
     assert not [key for key in annotations if key.startswith("checkov.io/skip")], annotations
-    assert (
-        f"image 127.0.0.1:5000/iris-classifier@{DIGEST} (127.0.0.1:5000/iris-classifier:v1.2.0 as published)"
-        in (path.read_text().splitlines()[0])
-    )
     k8s.validate([path])  # still valid, strictly
 
 
@@ -199,13 +195,14 @@ def test_scale_and_disruption(docs, env, minimum, maximum):
 
 
 def test_strict_schema_validation_against_kubernetes_1_31(renders):
-    output = k8s.validate(list(renders.values()))
-    kinds = ("namespace", "service", "deployment", "poddisruptionbudget", "horizontalpodautoscaler", "networkpolicy",
-             "persistentvolumeclaim")  # fmt: skip
-    for env, path in renders.items():
-        for kind in kinds:
-            assert re.search(rf"{path} passed for resource {kind}/iris-\S+ against version 1.31", output), (env, kind)
-    assert output.count("passed for resource") == 2 * len(kinds)
+    passed = k8s.validate(list(renders.values()))
+    kinds = ["Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy", "PersistentVolumeClaim",
+             "PodDisruptionBudget", "Service"]  # fmt: skip
+    for path in renders.values():
+        validated = [result for result in passed if result.path == path]
+        assert sorted(result.kind for result in validated) == kinds, path
+        assert {result.version for result in validated} == {"1.31"}
+        assert all(result.name.startswith("iris-") for result in validated)
 
 
 def test_strict_validation_rejects_an_unknown_field(renders, tmp_path):
@@ -229,13 +226,17 @@ def test_checkov_policy_scan_has_no_failures(renders, checkov):
     found = k8s.scan(list(renders.values()))
     assert found.failed == 0 and found.passed >= 150
     # The one skip (image digest) while the render names a tag, once per Deployment; its reason sits next to it.
-    assert found.skipped == 2
+    assert sorted((check["check_id"], check["resource"]) for check in found.skipped) == [
+        (k8s.DIGEST_CHECK, "Deployment.iris-production.iris-classifier"),
+        (k8s.DIGEST_CHECK, "Deployment.iris-staging.iris-classifier"),
+    ]
     for path in renders.values():
         annotations = deployment(k8s.documents(path))["metadata"]["annotations"]
         skips = {key: value for key, value in annotations.items() if key.startswith("checkov.io/skip")}
         assert list(skips) == ["checkov.io/skip1"] and skips["checkov.io/skip1"].startswith("CKV_K8S_43=")
-    base = (ROOT / "deploy" / "k8s" / "base" / "deployment.yaml").read_text()
-    assert re.search(r"checkov\.io/skip1: CKV_K8S_43=\S.{20,}", base)
+    base = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "deployment.yaml").read_text())
+    reason = base["metadata"]["annotations"]["checkov.io/skip1"].removeprefix(f"{k8s.DIGEST_CHECK}=")
+    assert len(reason.strip()) > 20  # a reason a reviewer can read, not just the check's id
 
 
 @pytest.mark.slow
@@ -247,8 +248,8 @@ def test_checkov_passes_a_render_by_digest_with_no_skip(tmp_path, checkov):
         every_check = pool.submit(k8s.scan, renders)
         digest_only = pool.submit(k8s.scan, renders, checks=[k8s.DIGEST_CHECK])  # "Image should use digest"
         found, digest_check = every_check.result(), digest_only.result()
-    assert found.failed == 0 and found.skipped == 0 and found.passed >= 150
-    assert (digest_check.passed, digest_check.failed, digest_check.skipped) == (2, 0, 0)  # one per Deployment
+    assert found.failed == 0 and found.skipped == [] and found.passed >= 150
+    assert (digest_check.passed, digest_check.failed, digest_check.skipped) == (2, 0, [])  # one per Deployment
 
 
 def test_cli_render_writes_where_asked_by_default_build_k8s(tmp_path):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 
 from iris_classifier.project.paths import ROOT
+from ops.jenkins_steps import stages
 
 JENKINSFILE = (ROOT / "Jenkinsfile.drift").read_text()
 
@@ -21,16 +23,17 @@ def test_runs_on_a_cron_schedule_with_the_log_folder_as_a_parameter():
 
 
 def test_each_stage_calls_one_make_target_that_exists():
-    bodies = stage_bodies()
-    assert list(bodies) == ["Checkout", "Install requirements", "Pull training data", "Drift check"]
-    for name, body in bodies.items():
-        targets = re.findall(r"sh(?:\(script:)? '\s*make ([a-z-]+)", body.split("post {")[0])
-        if name == "Checkout":
-            assert targets == []
-            continue
-        assert len(targets) == 1, f"{name}: {targets}"
-        dry_run = subprocess.run(["make", "-n", targets[0]], cwd=ROOT, capture_output=True, text=True)
-        assert dry_run.returncode == 0, f"{name}: make {targets[0]}: {dry_run.stderr}"
+    parsed = stages(JENKINSFILE)  # the stages and their sh steps, as .ci/run runs them (ops/jenkins_steps.py)
+    assert [stage.name for stage in parsed] == ["Checkout", "Install requirements", "Pull training data", "Drift check"]
+    assert parsed[0].steps == []
+    for stage in parsed[1:]:
+        assert len(stage.steps) == 1 and not stage.post_steps and not stage.conditional, stage
+        command = shlex.split(stage.steps[0])
+        assert command[0] == "make", stage
+        dry_run = subprocess.run(["make", "-n", command[1]], cwd=ROOT, capture_output=True, text=True)
+        assert dry_run.returncode == 0, f"{stage.name}: make {command[1]}: {dry_run.stderr}"
+    drift = parsed[-1].steps[0]
+    assert shlex.split(drift) == ["make", "drift", "DRIFT_LOG_DIR=$MONITOR_DIR", "DRIFT_WINDOW=$DRIFT_WINDOW"]
 
 
 def test_drift_marks_the_build_unstable_and_the_report_is_archived():

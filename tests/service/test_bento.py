@@ -17,7 +17,7 @@ def without_request_ids(answers: list[dict]) -> list[dict]:
     return [{key: answer[key] for key in ANSWER_KEYS} for answer in answers]
 
 
-def test_the_bento_answers_exactly_as_the_source_service(server, bento_server):
+def test_the_bento_answers_exactly_as_the_source_service(server, bento_server, bento_tag):
     flowers = pd.read_csv(RAW_CSV)[list(FEATURES)].to_dict(orient="records")
     flowers.append({"sepal_length": 9.9, "sepal_width": 0.9, "petal_length": 1.1, "petal_width": 3.3})  # warnings
     source, bento = (
@@ -33,7 +33,7 @@ def test_the_bento_answers_exactly_as_the_source_service(server, bento_server):
     assert refused.status_code == 400 and "petal_width" in refused.text
     models = [requests.get(f"{url}/model", timeout=10).json() for url in (server.url, bento_server.url)]
     assert models[1]["tag"] == models[0]["tag"] and models[1]["code_md5"] == models[0]["code_md5"]
-    assert models[1]["bento_commit"] is not None and models[0]["bento_commit"] is None
+    assert models[1]["bento_commit"] == bento_tag.split(":", 1)[1] != models[0]["bento_commit"]
 
 
 def test_served_bento_labels_the_bento_s_registry_labels_reach_its_model_card(bento_server, bento_tag):

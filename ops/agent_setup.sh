@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What a Jenkins agent's admin does ONCE, as root (docs/jenkins.md): nothing else in the pipeline needs root.
 #   ops/agent_setup.sh AGENT_USER
+#   ops/agent_setup.sh --packages      the Debian packages it installs, one per line (no root needed)
 # - Debian packages: docker.io (engine + client), chromium (browser tests), haproxy (rollout test),
 #   prometheus (promtool, monitoring tests), prometheus-alertmanager (the retrain webhook route test), debootstrap (the offline base-image stand-in, this machine only),
 #   wrk (make bench), docker-registry + skopeo + gnupg (make publish-image / verify-image / test-publish: a real
@@ -9,11 +10,12 @@
 # - a running Docker engine (ops/dockerd.sh; on a normal host, the docker service)
 # - the base image python:3.11-slim: pulled where a registry is reachable, else the offline stand-in
 set -euo pipefail
+packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg"
+if [ "${1:-}" = "--packages" ]; then printf '%s\n' $packages; exit 0; fi
 agent="${1:?usage: ops/agent_setup.sh AGENT_USER}"
 here="$(cd "$(dirname "$0")" && pwd)"
 [ "$(id -u)" = 0 ] || { echo "agent-setup: run as root (an admin's one-time step)" >&2; exit 1; }
 
-packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg"
 missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "agent-setup: apt-get install $(echo $missing)"

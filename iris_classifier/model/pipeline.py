@@ -136,6 +136,8 @@ class Predictor:
         rows = np.asarray(rows, dtype=np.float64)
         if self._session is None:
             return self.pipeline.predict_proba(rows)
+        if len(rows) == 1:  # one flower: predict_one's plain floats, bit for bit the same, without numpy's overhead
+            return np.array([self.predict_one(rows[0].tolist())])
         scaled = ((rows - self._mean) / self._scale).astype(np.float32)
         if self.grid is not None:
             probabilities = self.grid.votes(scaled).astype(np.float64)

@@ -362,6 +362,11 @@ class PredictionLog:
         if not self.enabled or not len(species):
             return
         count = len(species)
+        if count == 1:  # one flower (/classify): a row of plain floats costs less than four column arrays
+            self.record(
+                np.asarray(rows).ravel().tolist(), species[0], np.asarray(probabilities).ravel().tolist(), request_id
+            )
+            return
         features = np.ascontiguousarray(np.asarray(rows, dtype=np.float64).T)
         chances = np.ascontiguousarray(np.asarray(probabilities, dtype=np.float64).T)
         if features.shape != (len(FEATURES), count) or chances.shape != (len(SPECIES), count):

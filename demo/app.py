@@ -347,12 +347,17 @@ def csv_section(api_url: str | None) -> None:
         upload = gr.File(label="CSV file of flowers", file_types=[".csv"], type="filepath", elem_id="csv-upload")
         download = gr.File(label="Scored file (CSV)", interactive=False, elem_id="csv-download")
     status = gr.Markdown("", elem_id="csv-status")
-    table = gr.Dataframe(visible=False, interactive=False, show_row_numbers=True, max_height=420, elem_id="csv-table")
+    table = gr.Dataframe(
+        visible=False, interactive=False, wrap=True, show_row_numbers=True, max_height=420, elem_id="csv-table"
+    )
 
     def on_upload(path: str | None, request: gr.Request) -> list[Any]:
         message, table_value, scored = score_file(api_url_of(request, api_url), path)
-        shown = gr.update(value=table_value, visible=True) if table_value else gr.update(visible=False)
-        return [message, shown, scored]
+        if not table_value:
+            return [message, gr.update(visible=False), scored]
+        # columns of a readable width, the error's wide enough for its sentence; the table scrolls sideways
+        widths = ["360px" if name == "error" else "120px" for name in table_value["headers"]]
+        return [message, gr.update(value=table_value, column_widths=widths, visible=True), scored]
 
     upload.upload(on_upload, inputs=[upload], outputs=[status, table, download], api_name="score_file")
     cleared = ["", gr.update(visible=False), None]

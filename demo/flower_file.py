@@ -136,20 +136,24 @@ def flowers_of(header: list[str], rows: list[list[str]]) -> tuple[list[dict[str,
                 flower[name] = measurement(cell)
         error = row_error(flower)
         if len(row) > len(header):
-            error = "; ".join(filter(None, [error, f"row: {len(row)} cells for {len(header)} columns"]))
+            extra = ", ".join(map(repr, row[len(header) :]))
+            shape = f"row: {len(row)} cells for {len(header)} columns (beyond the last column: {extra})"
+            error = "; ".join(filter(None, [error, shape]))
         flowers.append(None if error else flower)  # type: ignore[arg-type]
         errors.append(error)
     return flowers, errors
 
 
-def request_bodies(flowers: list[dict[str, float]]) -> Iterator[tuple[int, bytes]]:
-    """(how many flowers, JSON body) for /classify_batch, in order: at most MAX_BATCH_FLOWERS flowers and
-    MAX_BODY_BYTES bytes each."""
+def request_bodies(
+    flowers: list[dict[str, float]], *, max_flowers: int = MAX_BATCH_FLOWERS, max_bytes: int = MAX_BODY_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """(how many flowers, JSON body) for /classify_batch, in order: at most the service's batch limit of flowers
+    and its body limit of bytes each."""
     pieces: list[bytes] = []
     size = BODY_OVERHEAD
     for flower in flowers:
         piece = json.dumps(flower, separators=(",", ":")).encode()
-        if pieces and (len(pieces) == MAX_BATCH_FLOWERS or size + len(piece) + 1 > MAX_BODY_BYTES):
+        if pieces and (len(pieces) == max_flowers or size + len(piece) + 1 > max_bytes):
             yield len(pieces), b'{"flowers":[' + b",".join(pieces) + b"]}"
             pieces, size = [], BODY_OVERHEAD
         pieces.append(piece)

@@ -7,6 +7,7 @@ Only Gradio's public API: `gr.Blocks`, its components and events, `launch` and `
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -281,9 +282,10 @@ def scored_files_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / f"iris-demo-scored-{os.getuid()}-{os.getpid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     for old in folder.glob("*/*.csv"):
-        if time.time() - old.stat().st_mtime > SCORED_FILES_MAX_AGE_S:
-            old.unlink(missing_ok=True)
-            old.parent.rmdir()
+        with contextlib.suppress(OSError):  # another upload may be pruning the same file
+            if time.time() - old.stat().st_mtime > SCORED_FILES_MAX_AGE_S:
+                old.unlink()
+                old.parent.rmdir()
     return folder
 
 

@@ -35,7 +35,7 @@ from iris_classifier.serving import bentoml_compat, uvicorn_compat
 from iris_classifier.serving.admission import Admission, AdmissionControl, PodMemory, charged_work
 from iris_classifier.serving.answers import Answers, Classification, Predictions
 from iris_classifier.serving.feedback import Feedback, LabelAnswers, LabelConflict, authorized
-from iris_classifier.serving.lazy_ui import LazyGradioApp
+from iris_classifier.serving.lazy_ui import LazyASGIApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
@@ -120,19 +120,15 @@ def rows_of(flowers: list[FlowerFields]) -> np.ndarray:
 
 
 def build_ui() -> Any:
-    from demo.app import build_demo  # imports Gradio (~2.3 s): on the first /ui request, not at start
+    from demo.app import mounted_app  # imports Gradio (~2.3 s): on the first /ui request, not at start
 
-    return build_demo(api_url=None, card=MODEL_CARD)
+    max_concurrency = server_settings().get("traffic", {}).get("max_concurrency")
+    return mounted_app(path="/ui", card=MODEL_CARD, max_concurrency=max_concurrency)
 
 
 # The UI is built on its first request (iris_classifier/serving/lazy_ui.py). A plain ASGI app, so BentoML
 # leaves its routes out of /docs.json.
-ui = LazyGradioApp(
-    build_ui,
-    path="/ui",
-    max_concurrency=server_settings().get("traffic", {}).get("max_concurrency"),
-    after_build=freeze_heap,
-)
+ui = LazyASGIApp(build_ui, path="/ui", after_build=freeze_heap)
 
 
 @bentoml.service(name="iris_classifier", **server_settings())
@@ -347,6 +343,6 @@ def refuse(ctx: bentoml.Context, status: int, error: str, headers: dict[str, str
 
 
 IrisClassifier.add_asgi_middleware(AdmissionControl, admission=ADMISSION)  # many-flower requests vs the budget
-IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)
+IrisClassifier.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES, form_paths=("/ui/",))  # the UI's upload
 IrisClassifier.add_asgi_middleware(OpenAPI30Fixes)
 IrisClassifier.add_asgi_middleware(v2.ErrorBodies, served=V2_SERVED)  # V2 infer answered there; errors as the spec's

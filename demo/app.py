@@ -1,12 +1,17 @@
 """The Gradio demo: a client of the classifier's HTTP API, standalone or mounted by the service at /ui.
 
 After a prediction, a person who knows the flower can say whether it was right: the label goes to the
-service's POST /feedback with the prediction's request id (the feedback loop's ground truth).
+service's POST /feedback with the prediction's request id (the feedback loop's ground truth). A CSV file
+of flowers is scored through POST /classify_batch (demo/flower_file.py).
+Only Gradio's public API: `gr.Blocks`, its components and events, `launch` and `gr.mount_gradio_app`.
 """
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +19,15 @@ from typing import Any
 import gradio as gr
 import requests
 
-from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, SPECIES
+from demo import flower_file
+from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURE_LABELS, FEATURES, MAX_BATCH_FLOWERS, SPECIES
 from iris_classifier.model.store import ModelCard, ModelNotFoundError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 API_URL_ENV = "IRIS_API_URL"
 TIMEOUT_S = 5.0
+BATCH_TIMEOUT_S = 30.0  # one /classify_batch chunk of up to MAX_BATCH_FLOWERS flowers
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
@@ -186,28 +193,35 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 # Gradio hold a heartbeat connection open for as long as the page is.
                 request_id = gr.Textbox(visible=False)
                 predicted = gr.Textbox(visible=False)
-                with gr.Group(visible=False, elem_id="feedback") as feedback_group:
+                # A plain column (not a gr.Group, which paints its children on one grey panel): the control
+                # reads as part of the result above it.
+                with gr.Column(visible=False, elem_id="feedback") as feedback_group:
                     gr.Markdown("**Do you know this flower?** Tell the service, and it learns from it.")
-                    right = gr.Button("Right", size="sm", elem_id="feedback-right")
+                    right = gr.Button("Right", size="md", elem_id="feedback-right")
+                    # Inputs without their block frame (container=False): one line of the page, the button
+                    # as tall as the dropdown.
                     with gr.Row(equal_height=True):
+                        gr.Markdown("Wrong, it is a", container=False, elem_id="feedback-wrong")
                         truth = gr.Dropdown(
                             choices=list(SPECIES),
                             value=None,
                             label="Wrong, it is a",
+                            show_label=False,
+                            container=False,
                             elem_id="feedback-species",
                             scale=2,
                         )
-                        wrong = gr.Button("Send", size="sm", elem_id="feedback-send", scale=1)
+                        wrong = gr.Button("Send", size="md", elem_id="feedback-send", scale=1)
                 feedback_status = gr.Markdown("", elem_id="feedback-status")
                 gr.Markdown("**What the measurements mean**")
                 gr.Image(
                     str(ASSETS / "iris-parts.svg"),
                     show_label=False,
-                    show_download_button=False,
-                    show_fullscreen_button=False,
+                    buttons=[],
                     interactive=False,
                     container=True,
                 )
+        csv_section(api_url)
 
         # Gradio injects the request by the annotation, so it must be a real type (no postponed annotations).
         def on_classify(
@@ -253,9 +267,126 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
                 return "**Pick the species it really is**, then click Send."
             return feedback_over_http(api_url_of(request, api_url), judged_id, species)
 
-        right.click(on_right, inputs=[request_id, predicted], outputs=[feedback_status], api_name=False)
-        wrong.click(on_wrong, inputs=[request_id, truth], outputs=[feedback_status], api_name=False)
+        right.click(on_right, inputs=[request_id, predicted], outputs=[feedback_status], api_visibility="private")
+        wrong.click(on_wrong, inputs=[request_id, truth], outputs=[feedback_status], api_visibility="private")
     return demo
+
+
+# ---- a CSV file of flowers, scored through /classify_batch ----
+
+SCORED_FILES_MAX_AGE_S = 3600.0  # a scored file is downloaded right after scoring; older ones are removed
+
+
+def scored_files_dir() -> Path:
+    """This process's folder of scored files, pruned of those older than SCORED_FILES_MAX_AGE_S."""
+    folder = Path(tempfile.gettempdir()) / f"iris-demo-scored-{os.getuid()}-{os.getpid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for old in folder.glob("*/*.csv"):
+        with contextlib.suppress(OSError):  # another upload may be pruning the same file
+            if time.time() - old.stat().st_mtime > SCORED_FILES_MAX_AGE_S:
+                old.unlink()
+                old.parent.rmdir()
+    return folder
+
+
+def batch_poster(api_url: str) -> flower_file.Poster:
+    """POST a body to the service's /classify_batch: (status, parsed answer)."""
+
+    def post(body: bytes) -> tuple[int, Any]:
+        response = requests.post(
+            f"{api_url}/classify_batch",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=BATCH_TIMEOUT_S,
+        )
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, response.text[:200]
+
+    return post
+
+
+def score_file(api_url: str, path: str | None) -> tuple[str, dict[str, list[Any]] | None, str | None]:
+    """An uploaded CSV -> (what to tell the person, the table to show, path of the scored CSV)."""
+    if not path:
+        return "", None, None
+    upload = Path(path)
+    try:
+        header, rows = flower_file.read_table(upload.read_bytes())
+        scored = flower_file.score_table(header, rows, batch_poster(api_url))
+    except flower_file.FileRefused as refused:
+        return f"**This file cannot be scored:** {refused}.", None, None
+    except requests.RequestException:
+        return (
+            (
+                f"**The classifier service at {api_url} is not answering; nothing was scored.** "
+                "Start it with `make serve`, then upload the file again."
+            ),
+            None,
+            None,
+        )
+    except flower_file.ServiceFailed as failed:
+        return f"**The service did not score the file; nothing is shown.** {failed}", None, None
+    out = Path(tempfile.mkdtemp(dir=scored_files_dir())) / f"{upload.stem}-scored.csv"
+    out.write_text(scored.csv_text(), encoding="utf-8")
+    return flower_file.summary(scored), flower_file.display_table(scored), str(out)
+
+
+def csv_section(api_url: str | None) -> None:
+    """Upload a CSV of flowers; a table of every row, scored or refused with its error, and the scored CSV."""
+    limit_mb = flower_file.MAX_UPLOAD_BYTES / 1_000_000
+    gr.Markdown(
+        "## Classify a file of flowers\n"
+        f"Upload a CSV file (UTF-8) whose first line names the columns {', '.join(f'`{n}`' for n in FEATURES)} "
+        "(in cm); other columns come back unchanged. Every row comes back: scored, or with the reason it was "
+        "refused in the `error` column.\n\n"
+        f"**Size limit:** {limit_mb:g} MB (about 50,000 flowers), scored in requests of at most "
+        f"{MAX_BATCH_FLOWERS:,} flowers.",
+        elem_id="csv-intro",
+    )
+    with gr.Row(equal_height=False):
+        upload = gr.File(label="CSV file of flowers", file_types=[".csv"], type="filepath", elem_id="csv-upload")
+        download = gr.File(label="Scored file (CSV)", interactive=False, elem_id="csv-download")
+    status = gr.Markdown("", elem_id="csv-status")
+    table = gr.Dataframe(
+        visible=False, interactive=False, wrap=True, show_row_numbers=True, max_height=420, elem_id="csv-table"
+    )
+
+    def on_upload(path: str | None, request: gr.Request) -> list[Any]:
+        message, table_value, scored = score_file(api_url_of(request, api_url), path)
+        if not table_value:
+            return [message, gr.update(visible=False), scored]
+        # columns of a readable width, the error's wide enough for its sentence; the table scrolls sideways
+        widths = ["360px" if name == "error" else "120px" for name in table_value["headers"]]
+        return [message, gr.update(value=table_value, column_widths=widths, visible=True), scored]
+
+    upload.upload(on_upload, inputs=[upload], outputs=[status, table, download], api_name="score_file")
+    cleared = ["", gr.update(visible=False), None]
+    upload.clear(lambda: cleared, outputs=[status, table, download], api_visibility="private")
+
+
+# How the page is served, by `launch` (standalone) and by `gr.mount_gradio_app` (in the service): no
+# "use via API" link (the service's own API is the one to use), no run history kept in the browser, and
+# uploads within the CSV limit. SSR and analytics follow GRADIO_SSR_MODE and GRADIO_ANALYTICS_ENABLED,
+# which the project sets off (iris_classifier/project/environment.py, bentofile.yaml).
+SERVING_OPTIONS: dict[str, Any] = {
+    "footer_links": ["gradio", "settings"],
+    "run_history": False,
+    "max_file_size": flower_file.MAX_UPLOAD_BYTES,
+    "css": "#feedback-wrong { align-self: center; }",  # the words beside the dropdown, on its line
+}
+
+
+def mounted_app(*, path: str, card: ModelCard, max_concurrency: int | None = None) -> Any:
+    """A FastAPI app serving the UI at `path` (Gradio's `mount_gradio_app`), for the service to serve at that path.
+
+    Its events run up to `max_concurrency` at once, like the service's own requests."""
+    from fastapi import FastAPI
+
+    blocks = build_demo(api_url=None, card=card).queue(default_concurrency_limit=max_concurrency)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    return gr.mount_gradio_app(app, blocks, path=path, show_error=False, **SERVING_OPTIONS)
 
 
 def model_card(api_url: str) -> ModelCard:
@@ -285,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotFoundError as missing:
         print(f"demo: the service at {args.api_url} is not answering and {missing}", file=sys.stderr)
         return 1
-    demo.launch(server_name=args.host, server_port=args.port, show_api=False)
+    demo.launch(server_name=args.host, server_port=args.port, **SERVING_OPTIONS)
     return 0
 
 

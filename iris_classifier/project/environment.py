@@ -29,10 +29,13 @@ TELEMETRY_OFF = {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_OFFLINE": "1",
 }
+# Gradio renders the page in the browser: its server-side rendering starts a Node.js server beside it (the image
+# has no Node.js and sets the same in bentofile.yaml).
+GRADIO_SERVING = {"GRADIO_SSR_MODE": "False"}
 
 
 def defaults() -> dict[str, str]:
-    return {"BENTOML_HOME": str(PROJECT_STORE), **TELEMETRY_OFF}
+    return {"BENTOML_HOME": str(PROJECT_STORE), **TELEMETRY_OFF, **GRADIO_SERVING}
 
 
 def apply(environ: os._Environ[str] | dict[str, str] = os.environ) -> None:

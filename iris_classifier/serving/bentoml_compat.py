@@ -10,16 +10,11 @@ Nothing else in the project imports `bentoml._internal`, `_bentoml_sdk` or `_ben
   undocumented `bento` attribute. Tripwire: the Bento's /model shows its registry labels.
 - `request_id` and `trace_id` (`request-id`): the ids BentoML gives the request being served, from its private
   trace context. Tripwire: an answer's request id is BentoML's X-BentoML-Request-ID.
-- `gradio_app` and `start_gradio_app`: the web UI is built on its first request (lazy_ui.py), so it
-  cannot use `bentoml.gradio.mount_gradio_app`, which builds the Gradio app when the service is
-  decorated; these do what it and BentoML's Gradio startup hook do, later. Tests compare their steps
-  with upstream's source.
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from bentoml._internal.context import trace_context
@@ -78,28 +73,3 @@ def request_id() -> str:
 def trace_id() -> int:
     """The request's OpenTelemetry trace id (0 outside a request)."""
     return trace_context.trace_id
-
-
-# ---- the web UI, built on its first request ----
-
-
-def gradio_app(blocks: Any, path: str) -> Any:
-    """The Gradio app for `blocks` at `path`, made as `bentoml.gradio.mount_gradio_app` makes it (without mounting)."""
-    import gradio as gr
-    from bentoml._internal import server
-
-    favicon_path = str(Path(server.__file__).parent / "static_content" / "favicon-light-32x32.png")
-    blocks.dev_mode = False
-    blocks.show_error = True
-    blocks.max_file_size = None
-    blocks.validate_queue_settings()
-    blocks.root_path = path
-    blocks.favicon_path = favicon_path
-    return gr.routes.App.create_app(blocks, app_kwargs={"root_path": path})
-
-
-def start_gradio_app(app: Any, max_concurrency: int | None) -> None:
-    """Start its queue as BentoML's Gradio startup hook does (in the server's event loop)."""
-    blocks = app.get_blocks()
-    blocks.queue(default_concurrency_limit=max_concurrency)
-    blocks.run_startup_events()

@@ -1,12 +1,13 @@
 """The web UI as an ASGI app that imports and builds Gradio on its first request, not at server start.
 
 Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
-at import time delayed every start by seconds for a page most API replicas never serve. This app does
-what `bentoml.gradio.mount_gradio_app` and its startup hook do (bentoml_compat.gradio_app and
-start_gradio_app), on the first request to the mount path, or when `build_soon()` starts it in the
-background once the service is ready, whichever comes first: build the Blocks, make the Gradio app,
-start its queue. The import and the build run in a worker thread (the event loop keeps answering the
-API), once, behind a lock.
+at import time delayed every start by seconds for a page most API replicas never serve. This app
+builds it on the first request to the mount path, or when `build_soon()` starts it in the background
+once the service is ready, whichever comes first. What it builds is an ordinary ASGI application
+that mounts the UI at the same path (demo/app.py: `gr.mount_gradio_app`, Gradio's public way to
+serve inside another app); the build runs in a worker thread (the event loop keeps answering the
+API), once, behind a lock, and the app's lifespan (where Gradio starts its queue) is then run by the
+ASGI lifespan protocol in the server's event loop. Nothing here knows Gradio's internals.
 """
 
 from __future__ import annotations
@@ -17,35 +18,75 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from iris_classifier.serving import bentoml_compat
-
 logger = logging.getLogger("bentoml.iris_classifier.ui")  # under "bentoml": in the server's log
 
+ASGIApp = Callable[..., Any]
 
-class LazyGradioApp:
-    """ASGI app for `path`: the Gradio app that `build_blocks()` describes, built on first use."""
+
+class Lifespan:
+    """An ASGI app's lifespan, driven from outside: `await start()` once, `await stop()` at the end."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._started: asyncio.Future[dict[str, Any]] | None = None
+        self._stopped: asyncio.Future[dict[str, Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind.startswith("lifespan.startup.") and self._started and not self._started.done():
+            self._started.set_result(message)
+        elif kind.startswith("lifespan.shutdown.") and self._stopped and not self._stopped.done():
+            self._stopped.set_result(message)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._started, self._stopped = loop.create_future(), loop.create_future()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self._task = loop.create_task(self.app(scope, self._inbox.get, self._send))
+        self._task.add_done_callback(self._ended)
+        await self._inbox.put({"type": "lifespan.startup"})
+        message = await self._started
+        if message["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"the web UI did not start: {message.get('message', message['type'])}")
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The lifespan coroutine returned or failed: nobody waits on a message that will never come."""
+        error = None if task.cancelled() else task.exception()
+        for waiting in (self._started, self._stopped):
+            if waiting is not None and not waiting.done():
+                waiting.set_result({"type": "lifespan.ended", "message": repr(error) if error else "returned"})
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        if self._task is None or self._task.done():
+            return
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stopped), timeout_s)  # type: ignore[arg-type]
+        except TimeoutError:
+            self._task.cancel()
+
+
+class LazyASGIApp:
+    """ASGI app mounted at `path`: the app that `build_app()` makes (serving `path` itself), built on first use."""
 
     def __init__(
         self,
-        build_blocks: Callable[[], Any],
+        build_app: Callable[[], ASGIApp],
         *,
         path: str,
-        max_concurrency: int | None = None,
         after_build: Callable[[], None] | None = None,
     ) -> None:
-        self.build_blocks = build_blocks
+        self.build_app = build_app
         self.path = path.rstrip("/")
-        self.max_concurrency = max_concurrency
         self.after_build = after_build  # e.g. freeze the new long-lived objects out of the GC's reach
-        self.app: Any = None
+        self.app: ASGIApp | None = None
+        self.lifespan: Lifespan | None = None
         self._lock: asyncio.Lock | None = None
         self._background: asyncio.Task[None] | None = None
 
-    def _make_app(self) -> Any:
-        """Import Gradio, build the Blocks and make the app (runs in a worker thread)."""
-        return bentoml_compat.gradio_app(self.build_blocks(), self.path)
-
-    async def _built(self) -> Any:
+    async def _built(self) -> ASGIApp:
         if self.app is not None:
             return self.app
         if self._lock is None:  # made here, in the server's event loop
@@ -53,11 +94,12 @@ class LazyGradioApp:
         async with self._lock:
             if self.app is None:
                 started = time.perf_counter()
-                app = await asyncio.to_thread(self._make_app)
-                bentoml_compat.start_gradio_app(app, self.max_concurrency)  # its queue's tasks need the running loop
+                app = await asyncio.to_thread(self.build_app)  # imports Gradio and builds the page
+                lifespan = Lifespan(app)
+                await lifespan.start()  # Gradio's queue: its tasks need the server's running loop
                 if self.after_build is not None:
                     self.after_build()
-                self.app = app
+                self.app, self.lifespan = app, lifespan
                 logger.info("Built the web UI at %s/ in %.1f s", self.path, time.perf_counter() - started)
         return self.app
 
@@ -73,7 +115,7 @@ class LazyGradioApp:
         async def build() -> None:
             try:
                 await self._built()
-            except Exception:  # the next /ui request tries again, and answers the error
+            except Exception:  # the next request tries again, and answers the error
                 logger.exception("Building the web UI in the background failed")
 
         def start() -> None:
@@ -81,12 +123,22 @@ class LazyGradioApp:
 
         loop.call_later(delay_s, start)
 
+    async def close(self) -> None:
+        """Run the built app's lifespan shutdown (Gradio stops its queue); nothing when it was never built."""
+        if self.lifespan is not None:
+            await self.lifespan.stop()
+
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] == "lifespan":  # nothing to start or stop before the first request
+        if scope["type"] == "lifespan":  # the built app's lifespan is run by _built and close
             await receive()  # lifespan.startup
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
+            await self.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
         app = await self._built()
+        # The built app serves `path` itself: it sees the request as its server's root app would.
+        root_path = scope.get("root_path", "")
+        if root_path.endswith(self.path):
+            scope = {**scope, "root_path": root_path[: -len(self.path)]}
         await app(scope, receive, send)

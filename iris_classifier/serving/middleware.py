@@ -115,12 +115,14 @@ class RequestGuard:
     list) and FastAPI's V2 routes (a 500) differently. POST bodies must be JSON because BentoML would
     otherwise try its multipart or pickle readers (a multipart type without a boundary ends in a 500); a
     request without a Content-Type is read as JSON, as BentoML does. One middleware with one pass over
-    the headers: it runs per request.
+    the headers: it runs per request. Under `form_paths` (the web UI, whose file upload is a form) a POST
+    may also be multipart/form-data: the UI's own app reads those, not BentoML, and the size limit holds.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, form_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.form_paths = form_paths
 
     def _too_large(self) -> dict[str, Any]:
         limit = self.max_bytes
@@ -145,7 +147,8 @@ class RequestGuard:
             # A V2 body with binary tensors after its JSON part (Inference-Header-Content-Length says where the
             # JSON ends) is not JSON as a whole: KServe's client sends it as application/octet-stream.
             binary_v2 = binary and media_type == b"application/octet-stream" and scope["path"].startswith("/v2/")
-            if media_type != b"application/json" and not media_type.endswith(b"+json") and not binary_v2:
+            form = media_type == b"multipart/form-data" and scope["path"].startswith(self.form_paths)
+            if media_type != b"application/json" and not media_type.endswith(b"+json") and not binary_v2 and not form:
                 refusal = (
                     f"Content-Type {media_type.decode(errors='replace')!r} is not accepted: "
                     "send the request body as JSON with Content-Type: application/json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -187,3 +189,61 @@ def test_standalone_demo_keeps_the_label_when_the_service_is_down_and_sends_it_a
     assert feedback_status(page, "Thanks, recorded").strip().endswith("a versicolor.")
     (label,) = labels_on_disk(own_service.monitor_dir)
     assert (label["species"], label["predicted"]) == ("versicolor", None)
+
+
+# -- a CSV file of flowers: uploaded, scored through /classify_batch, every row back in a table and a file ----------
+
+FLOWERS_CSV = """id,sepal_length,sepal_width,petal_length,petal_width,note
+s1,5.1,3.5,1.4,0.2,first setosa
+v1,7.0,3.2,4.7,1.4,
+g1,6.3,3.3,6.0,2.5,"virginica, Fisher's row 100"
+m1,,3.5,1.4,0.2,missing
+t1,5.1,abc,1.4,0.2,text
+n1,5.1,3.5,nan,0.2,not finite
+r1,5.1,3.5,1.4,-0.2,negative
+"""
+REFUSED = {
+    "m1": "sepal_length: Field required",
+    "t1": "sepal_width: Input should be a valid number (got 'abc')",
+    "n1": "petal_length: Input should be a finite number (got nan)",
+    "r1": "petal_width: Input should be greater than 0 (got -0.2)",
+}
+
+
+def test_ui_scores_a_csv_file_every_row_back_in_a_table_and_a_file(server, page, artifacts_dir, tmp_path):
+    upload = tmp_path / "survey.csv"
+    upload.write_text(FLOWERS_CSV)
+    page.goto(f"{server.url}/ui/", wait_until="networkidle")
+    assert "Size limit: 1 MB" in page.locator("#csv-intro").inner_text()
+
+    page.locator("#csv-upload input[type=file]").set_input_files(str(upload))
+    status = page.locator("#csv-status")
+    status.get_by_text("7 rows: 3 scored, 4 refused.").wait_for(timeout=30_000)
+    assert "4, 5, 6, 7" in status.inner_text()  # the refused rows, by number
+    shown = page.locator("#csv-table").inner_text()  # what is rendered, off-screen columns included
+    for text in ("virginica, Fisher's row 100", "versicolor", *REFUSED.values()):
+        assert text in shown
+    page.screenshot(path=str(artifacts_dir / "ui-csv-scored.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.locator("#csv-download a").first.click()
+    assert download.value.suggested_filename == "survey-scored.csv"
+    written = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    given = list(csv.DictReader(io.StringIO(FLOWERS_CSV)))
+    assert [{name: row[name] for name in given[0]} for row in written] == given  # rows in = rows out, unchanged
+    good = [row for row in given if row["id"] not in REFUSED]
+    answers = requests.post(
+        f"{server.url}/classify_batch",
+        json={"flowers": [{name: float(row[name]) for name in FEATURES} for row in good]},
+        timeout=10,
+    ).json()
+    scored = {row["id"]: row for row in written}
+    for row, answer in zip(good, answers, strict=True):
+        mine = scored[row["id"]]
+        assert (mine["species"], mine["error"]) == (answer["species"], "")
+        assert mine["model_version"] == answer["model_version"]
+        assert {name: float(mine[f"probability_{name}"]) for name in answer["probabilities"]} == answer["probabilities"]
+    for row_id, error in REFUSED.items():
+        refused = scored[row_id]
+        assert (refused["species"], refused["probability_setosa"], refused["error"]) == ("", "", error)
+    assert "Traceback" not in page.content()

@@ -19,7 +19,14 @@ from iris_classifier.project.environment import PROJECT_STORE, USER_SETTING
 from iris_classifier.project.processes import free_port, stop_process_group, wait_for_200
 from tests.conftest import ROOT, VENV_BIN, run
 
-PROJECT_VARIABLES = ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK", "DVC_NO_ANALYTICS", "GRADIO_ANALYTICS_ENABLED")
+PROJECT_VARIABLES = (
+    "BENTOML_HOME",
+    "BENTOML_DO_NOT_TRACK",
+    "DVC_NO_ANALYTICS",
+    "GRADIO_ANALYTICS_ENABLED",
+    "HF_HUB_OFFLINE",
+    "GRADIO_SSR_MODE",
+)
 
 
 def users_shell(**extra: str) -> dict[str, str]:
@@ -38,6 +45,8 @@ def test_the_venv_itself_sets_the_project_store_and_telemetry_off():
         "BENTOML_DO_NOT_TRACK": "True",
         "DVC_NO_ANALYTICS": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_SSR_MODE": "False",
     }
     # A store the user chose wins over the project's default.
     chosen = json.loads(run(["python", "-c", probe], env=users_shell(BENTOML_HOME="/tmp/elsewhere")).stdout)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 import contextvars
 import inspect
-import textwrap
-from pathlib import Path
 
 import bentoml
 
@@ -100,51 +98,3 @@ def test_request_id_is_the_context_s_in_decimal_and_fresh_outside_a_request():
     outside = [bentoml_compat.request_id() for _ in range(3)]
     assert all(number.isdigit() for number in outside) and len(set(outside)) == 3
     assert isinstance(bentoml_compat.trace_id(), int)
-
-
-# ---- gradio_app and start_gradio_app: the lazily built web UI ----
-
-
-def statements(function) -> list[str]:
-    """The function's statements (nested ones included) in source order, as normalized source text."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    found = [node for node in ast.walk(tree) if isinstance(node, ast.stmt) and not isinstance(node, ast.FunctionDef)]
-    return [ast.unparse(node) for node in sorted(found, key=lambda node: node.lineno)]
-
-
-def gradio_steps(function) -> list[str]:
-    """What a function does to Gradio's Blocks and app: the favicon, each `blocks.` statement, the app's creation."""
-    steps = []
-    for text in statements(function):
-        if text.startswith(("blocks.", "favicon_path =")):
-            steps.append(text)
-        elif "gr.routes.App.create_app(" in text:
-            steps.append(text[text.index("gr.routes.App.create_app(") :])
-    return steps
-
-
-def test_gradio_app_makes_the_app_as_mount_gradio_app_does():
-    from _bentoml_sdk.gradio import mount_gradio_app
-
-    upstream = gradio_steps(mount_gradio_app)
-    assert upstream == gradio_steps(bentoml_compat.gradio_app)
-    assert len(upstream) == 8  # the favicon, six settings of the Blocks, the app
-    from bentoml._internal import server
-
-    assert (Path(server.__file__).parent / "static_content" / "favicon-light-32x32.png").exists()
-
-
-def test_start_gradio_app_starts_it_as_bentoml_startup_hook_does():
-    import gradio
-    from _bentoml_sdk.service.factory import Service
-
-    upstream = [text for text in statements(Service.gradio_app_startup_hook) if text.startswith("blocks.")]
-    # BentoML also supports Gradio < 5 (startup_events); the pinned Gradio is 5.
-    assert upstream == [
-        "blocks.queue(default_concurrency_limit=max_concurrency)",
-        "blocks.startup_events()",
-        "blocks.run_startup_events()",
-    ]
-    ours = [text for text in statements(bentoml_compat.start_gradio_app) if text.startswith("blocks.")]
-    assert ours == [upstream[0], upstream[2]]
-    assert hasattr(gradio.Blocks, "run_startup_events") and not hasattr(gradio.Blocks, "startup_events")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from iris_classifier.project.paths import ROOT
 from ops.jenkins_steps import stages
+from tests.jenkinsfile_harness import pipeline_runner
 
 JENKINSFILE = (ROOT / "Jenkinsfile.drift").read_text()
-
-
-def stage_bodies() -> dict[str, str]:
-    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def test_runs_on_a_cron_schedule_with_the_log_folder_as_a_parameter():
@@ -36,19 +35,41 @@ def test_each_stage_calls_one_make_target_that_exists():
     assert shlex.split(drift) == ["make", "drift", "DRIFT_LOG_DIR=$MONITOR_DIR", "DRIFT_WINDOW=$DRIFT_WINDOW"]
 
 
-def test_drift_marks_the_build_unstable_and_the_report_is_archived():
-    drift = stage_bodies()["Drift check"]
-    assert 'make drift DRIFT_LOG_DIR="$MONITOR_DIR" DRIFT_WINDOW="$DRIFT_WINDOW"' in drift
-    assert "returnStatus: true" in drift
-    # the statuses it reads are the ones the drift check writes
-    from iris_classifier.monitoring import drift as check_module
+def drift_report(tmp_path: Path, status: str) -> str:
+    """reports/drift.json as make drift writes it (drift.write_json), with this status."""
+    from iris_classifier.monitoring.drift import write_json
 
-    source = (ROOT / "iris_classifier" / "monitoring" / "drift.py").read_text()
-    for status in ("drift", "too_few_flowers"):
-        assert f'"status": "{status}"' in drift and f'"{status}"' in source
-    assert re.search(r"verdict\.contains\('\"status\": \"drift\"'\)\)\s*\{\s*unstable\(", drift)
-    assert "archiveArtifacts artifacts: 'reports/drift.html" in drift
-    assert check_module.DRIFT_HTML.relative_to(ROOT).as_posix() == "reports/drift.html"
+    path = tmp_path / f"{status}.json"
+    write_json(path, {"status": status, "window": 500})
+    return path.read_text()
+
+
+@pytest.mark.slow
+def test_the_drift_stage_run_by_groovy_sets_the_build_result_from_the_verdict(tmp_path):
+    """The Jenkinsfile itself, Jenkins' steps stubbed (tests/jenkinsfile_harness.py): what each exit code and
+    verdict of `make drift` makes of the build, the report archived either way."""
+    from iris_classifier.monitoring.drift import EXIT_DRIFT, EXIT_NO_DRIFT, EXIT_TOO_FEW
+
+    drift, too_few = drift_report(tmp_path, "drift"), drift_report(tmp_path, "too_few_flowers")
+    no_drift = drift_report(tmp_path, "no_drift")
+    # make exits 2 for any non-zero exit of its recipe
+    scenarios = [(EXIT_NO_DRIFT, no_drift), (2, drift), (2, too_few), (2, None), (2, no_drift)]
+    assert EXIT_DRIFT != EXIT_NO_DRIFT != EXIT_TOO_FEW
+    run = pipeline_runner(tmp_path, ROOT / "Jenkinsfile.drift", "drift", "reports/drift.json", scenarios)
+    steps = ["make install", 'make pull DVC_REMOTE="$DVC_REMOTE"',
+             'make drift DRIFT_LOG_DIR="$MONITOR_DIR" DRIFT_WINDOW="$DRIFT_WINDOW"']  # fmt: skip
+    results = {}
+    for code, report in scenarios:
+        outcome = run(code, report)
+        assert outcome["ran"] == steps and outcome["archived"] == ["reports/drift.html, reports/drift.json"]
+        results[(code, report)] = outcome["result"]
+    assert results == {
+        (EXIT_NO_DRIFT, no_drift): "SUCCESS",
+        (2, drift): "UNSTABLE",  # input drift: a warning, not a broken build
+        (2, too_few): "SUCCESS",  # too few flowers logged yet to judge
+        (2, None): "FAILURE",  # make drift failed before writing its verdict
+        (2, no_drift): "FAILURE",  # a failure whose report says nothing of drift
+    }
 
 
 def test_the_key_is_never_interpolated_by_groovy():

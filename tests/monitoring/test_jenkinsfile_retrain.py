@@ -12,16 +12,15 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from iris_classifier.project.paths import RETRAIN_HTML, RETRAIN_JSON, ROOT
 from ops.jenkins_steps import stages
+from tests.jenkinsfile_harness import pipeline_runner
 
 JENKINSFILE = (ROOT / "Jenkinsfile.retrain").read_text()
-GROOVY_LINT = ROOT / "ops" / "groovy-lint"
 MAKEFILE_TARGETS = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
 MAKE_STEP = re.compile(r"^make (?:-s )?([a-z0-9-]+)")
 
@@ -117,131 +116,14 @@ def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
     assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Push commit and tags"]
 
 
-# -- the pipeline run by Groovy, Jenkins' steps stubbed ---------------------------------------------------
-
-# Declarative syntax as calls: `stage(name) { when {...}; steps {...}; post {...} }` is collected, then run
-# like Jenkins does: skipped when its `when` says so, nothing after a failed stage, `post.always` always.
-HARNESS = r"""
-import groovy.json.JsonOutput
-
-def runCase = { String jenkinsfile, String exitCode, String reportPath ->
-String report = reportPath == '-' ? null : new File(reportPath).text
-def env = [IRIS_MONITOR_DIR: '/srv/iris-classifier/monitor', DVC_REMOTE: 'local', BRANCH: 'main']
-def build = [result: 'SUCCESS', description: null]
-def ran = []
-def skipped = []
-def archived = []
-def failed = false
-def stage = null
-
-def binding = new Binding([any: 'any', scm: 'scm', env: env, params: env, currentBuild: build])
-def ignore = { Object... ignored -> null }
-['agent', 'parameters', 'triggers', 'options', 'environment', 'echo', 'checkout'].each {
-    binding.setVariable(it, ignore)
-}
-['string', 'file', 'gitUsernamePassword'].each { binding.setVariable(it, { Map binding_ -> binding_ }) }
-binding.setVariable('pipeline', { Closure body -> body() })
-binding.setVariable('stages', { Closure body -> body() })
-binding.setVariable('post', { Closure body -> if (stage != null) { stage.post = body } })
-binding.setVariable('when', { Closure body -> stage.when = body })
-binding.setVariable('expression', { Closure body -> stage.go = body() as boolean })
-binding.setVariable('steps', { Closure body -> stage.steps = body })
-binding.setVariable('script', { Closure body -> body() })
-binding.setVariable('withCredentials', { List bindings, Closure body -> body() })
-binding.setVariable('always', { Closure body -> body() })
-binding.setVariable('sh', { arg ->
-    String command = arg instanceof Map ? arg.script : arg
-    ran << command
-    return command.startsWith('make retrain ') ? (exitCode as int) : 0
-})
-binding.setVariable('fileExists', { String path -> assert path == 'reports/retrain.json'; report != null })
-binding.setVariable('readFile', { String path -> assert path == 'reports/retrain.json'; report })
-binding.setVariable('archiveArtifacts', { Map options -> archived << options.artifacts })
-binding.setVariable('unstable', { String message -> build.result = 'UNSTABLE' })
-binding.setVariable('error', { String message -> throw new IllegalStateException(message) })
-binding.setVariable('stage', { String name, Closure body ->
-    stage = [name: name, go: true]
-    body()
-    if (failed) { skipped << name; return }
-    if (stage.when) { stage.when() }
-    if (!stage.go) { skipped << name; return }
-    try {
-        stage.steps()
-    } catch (IllegalStateException error) {
-        failed = true
-        build.result = 'FAILURE'
-    } finally {
-        if (stage.post) { stage.post() }
-        stage = null
-    }
-})
-
-new GroovyShell(binding).evaluate(new File(jenkinsfile))
-return [ran: ran, skipped: skipped, archived: archived, result: build.result, description: build.description]
-}
-
-// args: the Jenkinsfile, then (exit code, report path) per scenario; one JVM runs them all, a fresh binding each
-for (int i = 1; i < args.length; i += 2) {
-    println 'OUTCOME ' + JsonOutput.toJson(runCase(args[0], args[i], args[i + 1]))
-}
-"""
-
-
-# One short script: the client compiler alone and the serial collector run it on about half the CPU time of the
-# defaults (measured 12.5 s -> 5.3 s of CPU for the eight scenarios), which the JIT spent on a peak never reached.
-JVM_OPTIONS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
-
-
-def groovy_classpath() -> str | None:
-    jars = sorted((GROOVY_LINT / "node_modules" / "npm-groovy-lint" / "lib" / "java" / "groovy" / "lib").glob("*.jar"))
-    return ":".join(map(str, jars)) if jars else None
+# -- the pipeline run by Groovy, Jenkins' steps stubbed (tests/jenkinsfile_harness.py) ----------------------
 
 
 @pytest.fixture(scope="module")
 def run_pipeline(tmp_path_factory):
     """Run Jenkinsfile.retrain with `make retrain` exiting `code` and leaving `report` (None: no file)."""
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed (npm-groovy-lint needs it too): apt-get install -y default-jre-headless")
-    if groovy_classpath() is None:
-        if shutil.which("npm") is None:
-            pytest.skip("npm is not installed: make lint-jenkinsfile needs it too")
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=GROOVY_LINT, check=True, timeout=600)
     work = tmp_path_factory.mktemp("jenkinsfile-retrain")
-    harness = work / "harness.groovy"
-    harness.write_text(HARNESS)
-
-    def run_all(scenarios: list[tuple[int, str | None]]) -> list[dict]:
-        arguments = []
-        for number, (code, report) in enumerate(scenarios):
-            report_path = "-"
-            if report is not None:
-                report_path = str(work / f"retrain-{code}-{number}-{abs(hash(report))}.json")
-                Path(report_path).write_text(report)
-            arguments += [str(code), report_path]
-        command = ["java", *JVM_OPTIONS, "-cp", groovy_classpath(), "groovy.ui.GroovyMain", str(harness)]
-        result = subprocess.run(
-            [*command, str(ROOT / "Jenkinsfile.retrain"), *arguments],
-            capture_output=True,
-            text=True,
-            timeout=120 + 10 * len(scenarios),
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        outcomes = [json.loads(line.removeprefix("OUTCOME ")) for line in result.stdout.splitlines()
-                    if line.startswith("OUTCOME ")]  # fmt: skip
-        assert len(outcomes) == len(scenarios), result.stdout + result.stderr
-        return outcomes
-
-    # A JVM and Groovy start take seconds: the scenarios below run in one, the first time a test asks.
-    outcomes: dict[tuple[int, str | None], dict] = {}
-
-    def run(code: int, report: str | None) -> dict:
-        if not outcomes:
-            outcomes.update(zip(SCENARIOS, run_all(SCENARIOS), strict=True))
-        if (code, report) not in outcomes:  # a scenario not listed in SCENARIOS: a run of its own
-            (outcomes[(code, report)],) = run_all([(code, report)])
-        return outcomes[(code, report)]
-
-    return run
+    return pipeline_runner(work, ROOT / "Jenkinsfile.retrain", "retrain", "reports/retrain.json", SCENARIOS)
 
 
 def report(decision: str) -> str:

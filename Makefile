@@ -127,7 +127,7 @@ test: install ## the whole suite on one xdist worker per core, its 25 slowest li
 	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker;
 	@# --reproduce-first: the pipeline is reproduced while the workers start (both in tests/conftest.py)
 	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(VENV)/.pycache \
-	  $(PY) -m pytest -m "not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --reproduce-first --durations=25 \
+	  $(PY) -m pytest -m "not container and not spark" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --reproduce-first --durations=25 \
 	  $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)
@@ -305,3 +305,25 @@ bench-memory: install ## idle RSS and RSS per 10,000-flower batch in flight, in 
 flood-test: install ## the image under the production pod's limits, flooded with 10,000-flower batches + a light /classify client: never OOM-killed, sheds with 503 + Retry-After (make image first; the full one: FLOOD_CLIENTS=320 FLOOD_SECONDS=60 FLOOD_OFF=1)
 	FLOOD_CLIENTS=$(FLOOD_CLIENTS) FLOOD_SECONDS=$(FLOOD_SECONDS) FLOOD_OFF=$(FLOOD_OFF) \
 	  $(PY) -m pytest -p no:cacheprovider -s tests/overload/test_flood.py $(PYTEST_ARGS)
+
+# --- Offline scoring on Apache Spark (issue #34, docs/scoring.md): PySpark in .venv-spark (requirements-spark.lock) ---
+.PHONY: score spark-up spark-down bench-score test-spark
+FORMAT ?= parquet
+INPUT_FORMAT ?= auto
+SPARK_MASTER ?= local[*]
+
+score: install ## score a file on Spark: make score INPUT=flowers.csv OUTPUT=dir [FORMAT=parquet|csv] [STAGE=production | VERSION=x.y.z] [SPARK_MASTER=spark://...]
+	@$(PY) -m iris_classifier.scoring.job --input "$(INPUT)" --output "$(OUTPUT)" --format $(FORMAT) \
+	  --input-format $(INPUT_FORMAT) --stage "$(STAGE)" --version "$(VERSION)" --master "$(SPARK_MASTER)"
+
+spark-up: install ## a Spark standalone master + worker on 127.0.0.1 (pids in build/spark); last line SPARK_MASTER=spark://...
+	@$(PY) -m iris_classifier.scoring.cluster up
+
+spark-down: install ## stop the master and worker spark-up started (by their recorded pids)
+	@$(PY) -m iris_classifier.scoring.cluster down
+
+bench-score: bento ## Spark scoring, 1M and 10M rows, local and standalone, vs one Python process and /classify_batch over HTTP: docs/benchmarks.md
+	$(PY) -m bench.score_bench $(BENCH_SCORE_ARGS)
+
+test-spark: install ## the Spark tests (real Spark: local mode and a standalone cluster; needs Java 17+)
+	$(PY) -m pytest -p no:cacheprovider -n0 -m spark --durations=10 $(PYTEST_ARGS)

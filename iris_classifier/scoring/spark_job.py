@@ -1,0 +1,258 @@
+"""The Spark part of the scoring job: read the input, score it batch by batch on the executors, write it out.
+
+`make score` runs it in .venv-spark (iris_classifier/scoring/job.py chooses the model first); on a cluster it is
+the application spark-submit runs (docs/scoring.md). It is told the model's folder, not the registry: the driver
+reads the files the ONNX fast path needs and broadcasts them, and each executor's Python worker loads the
+service's Predictor from them once and scores Arrow batches with `score_batch` (batch.py).
+
+    python -m iris_classifier.scoring.spark_job --input PATH --output DIR --model-dir DIR --model-tag TAG
+        [--format parquet|csv] [--input-format auto|csv|parquet] [--master local[*]] [--conf key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from iris_classifier.model.files import GRID_FILE, ONNX_FILE, SCALER_FILE
+from iris_classifier.model.pipeline import Predictor
+from iris_classifier.scoring.batch import PROBABILITY_COLUMNS, InputColumnsError, check_input_columns, score_batch
+from iris_classifier.scoring.locations import FORMATS, InputError, input_format, local_path
+
+# What the ONNX fast path loads (pipeline.joblib, the scikit-learn reference, is not needed).
+MODEL_FILES = (ONNX_FILE, SCALER_FILE, GRID_FILE)
+SUMMARY_FILE = "_summary.json"  # a leading underscore: Spark's readers skip it when reading OUTPUT back
+
+
+def model_files(folder: Path) -> dict[str, bytes]:
+    """The files of a store entry the predictor needs (grid.json only when the model has one)."""
+    files = {name: (folder / name).read_bytes() for name in MODEL_FILES if (folder / name).exists()}
+    for name in (ONNX_FILE, SCALER_FILE):
+        if name not in files:
+            raise InputError(f"model: {folder} has no {name}; the job scores with the ONNX fast path")
+    return files
+
+
+def files_key(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name])
+    return digest.hexdigest()[:16]
+
+
+# One Predictor per Python worker process and model: Spark reuses its Python workers across tasks.
+_PREDICTORS: dict[str, Predictor] = {}
+
+
+def predictor_for(key: str, files: Any) -> Predictor:
+    if key not in _PREDICTORS:
+        folder = Path(tempfile.mkdtemp(prefix=f"iris-model-{key}-"))
+        for name, content in files.value.items():
+            (folder / name).write_bytes(content)
+        _PREDICTORS[key] = Predictor.from_dir(folder)  # the lookup table is built here, once
+    return _PREDICTORS[key]
+
+
+def score_partition(
+    batches: Iterator[pd.DataFrame], *, files: Any, key: str, model_tag: str, rows_read: Any
+) -> Iterator[pd.DataFrame]:
+    """mapInPandas' function: each Arrow batch of a partition through `score_batch`."""
+    predictor = predictor_for(key, files)
+    for batch in batches:
+        rows_read.add(len(batch))
+        yield score_batch(batch, predictor, model_tag)
+
+
+def output_schema(schema: StructType) -> StructType:
+    added = [StructField("species", StringType())]
+    added += [StructField(name, DoubleType()) for name in PROBABILITY_COLUMNS]
+    added += [StructField("model_version", StringType()), StructField("error", StringType())]
+    return StructType([*schema.fields, *added])
+
+
+def read(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """CSV with a header, every column as text (passed through unchanged; measurements parsed by the job), or
+    Parquet as typed. Errors (no such path, not that format) as InputError."""
+    folder = local_path(path)
+    if folder is not None and not folder.exists():
+        raise InputError(f"input: {path} does not exist")
+    try:
+        if fmt == "csv":
+            return spark.read.csv(path, header=True, inferSchema=False, mode="PERMISSIVE")
+        return spark.read.parquet(path)
+    except SPARK_ERRORS as error:
+        raise InputError(f"input: cannot read {path} as {fmt}: {first_line(error)}") from None
+
+
+# What a failed Spark call raises in Python: its own errors, or the JVM's exception wrapped by py4j.
+SPARK_ERRORS = (PySparkException, Py4JJavaError)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of the error Spark reports (the JVM's own message for a wrapped Java exception)."""
+    text = str(error.java_exception.getMessage()) if isinstance(error, Py4JJavaError) else str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """A small file at any path Spark writes to (local, s3a://, hdfs://), through Hadoop's FileSystem."""
+    jvm = spark.sparkContext._jvm
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    stream = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(target, True)
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+
+
+def score(
+    spark: SparkSession,
+    *,
+    input_path: str,
+    output: str,
+    model_dir: Path,
+    model_tag: str,
+    fmt: str = "parquet",
+    in_format: str = "auto",
+    registry_version: str | None = None,
+) -> dict[str, Any]:
+    """Read, check the columns, score, write, count: the summary written to OUTPUT/_summary.json."""
+    started = time.monotonic()
+    files = model_files(model_dir)
+    in_format = input_format(input_path, in_format)
+    frame = read(spark, input_path, in_format)
+    check_input_columns(frame.columns)  # before any work
+    rows_read = spark.sparkContext.accumulator(0)
+    function = functools.partial(
+        score_partition,
+        files=spark.sparkContext.broadcast(files),
+        key=files_key(files),
+        model_tag=model_tag,
+        rows_read=rows_read,
+    )
+    scored = frame.mapInPandas(function, schema=output_schema(frame.schema))
+    writer = scored.write.mode("errorifexists")
+    try:
+        if fmt == "csv":
+            writer.option("header", True).csv(output)
+        else:
+            writer.parquet(output)
+    except SPARK_ERRORS as error:
+        if "PATH_ALREADY_EXISTS" in str(error):
+            raise InputError(f"output: {output} already exists; remove it or choose another OUTPUT") from None
+        raise InputError(f"the job failed: {first_line(error)}") from None
+    written = spark.read.parquet(output) if fmt == "parquet" else spark.read.csv(output, header=True)
+    counts = {
+        bool(row["refused"]): row["count"]
+        for row in written.groupBy(F.col("error").isNotNull().alias("refused")).count().collect()
+    }
+    summary = {
+        "input": input_path,
+        "input_format": in_format,
+        "output": output,
+        "format": fmt,
+        "model_version": model_tag,
+        "registry_version": registry_version,
+        "master": spark.sparkContext.master,
+        "rows_read": rows_read.value,
+        "rows_written": counts.get(False, 0) + counts.get(True, 0),
+        "rows_scored": counts.get(False, 0),
+        "rows_refused": counts.get(True, 0),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    write_text(spark, output.rstrip("/") + "/" + SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def session(master: str | None, conf: dict[str, str]) -> SparkSession:
+    """The job's session; without `master`, spark-submit's (or local[*] when run by plain Python)."""
+    builder = SparkSession.builder.appName("iris-score")
+    if master:
+        builder = builder.master(master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def parse_conf(pairs: list[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise SystemExit(f"score: --conf {pair!r} is not key=value")
+        conf[key] = value
+    return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="a CSV or Parquet file, or a folder of them; any Spark path")
+    parser.add_argument("--output", required=True, help="a folder that does not exist yet (Spark's part files)")
+    parser.add_argument("--format", choices=FORMATS, default="parquet", help="of the output (csv: with a header)")
+    parser.add_argument("--input-format", choices=("auto", *FORMATS), default="auto")
+    parser.add_argument("--model-dir", type=Path, required=True, help="the model's store entry (model.onnx, ...)")
+    parser.add_argument("--model-tag", required=True, help="the model's store tag: the model_version column")
+    parser.add_argument("--registry-version", default=None, help="the registry version, for the summary")
+    parser.add_argument("--master", default=None, help="local[*] (default when not set by spark-submit), spark://...")
+    parser.add_argument("--conf", action="append", default=[], help="a Spark setting key=value (repeatable)")
+    args = parser.parse_args(argv)
+    conf = parse_conf(args.conf)
+    # The Arrow batch each call of the function gets; also set by --conf.
+    conf.setdefault("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
+    conf.setdefault("spark.ui.showConsoleProgress", "false")  # a progress bar redrawn in a log is noise
+    conf.setdefault("spark.log.level", "ERROR")
+    try:
+        model_files(args.model_dir)  # a missing model is said before Spark starts
+    except (InputError, OSError) as error:
+        print(f"score: {error}", file=sys.stderr)
+        return 1
+    spark = session(args.master, conf)
+    try:
+        summary = score(
+            spark,
+            input_path=args.input,
+            output=args.output,
+            model_dir=args.model_dir,
+            model_tag=args.model_tag,
+            fmt=args.format,
+            in_format=args.input_format,
+            registry_version=args.registry_version,
+        )
+    except (InputError, InputColumnsError) as error:
+        print(f"score: {error}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    print(
+        f"score: {summary['rows_read']:,} rows read, {summary['rows_scored']:,} scored, "
+        f"{summary['rows_refused']:,} refused (errors in the `error` column); model {summary['model_version']}"
+        + (f" ({summary['registry_version']})" if summary["registry_version"] else "")
+        + f"; {summary['output']} ({summary['format']}, summary in {SUMMARY_FILE}); {summary['seconds']} s"
+    )
+    if summary["rows_read"] != summary["rows_written"]:
+        print(
+            f"score: warning: {summary['rows_read']:,} rows passed the scoring function and "
+            f"{summary['rows_written']:,} were written (a retried task counts its rows twice); the output holds "
+            "the written ones",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

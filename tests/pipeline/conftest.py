@@ -55,6 +55,16 @@ def stages(root: Path = ROOT) -> list[str]:
     return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
 
 
+def assert_rebuilt(output: str, root: Path) -> None:
+    """A from-scratch `make pipeline`: every stage with outputs to make ran; evaluate, whose outputs git tracks
+    (the metrics), found its inputs reproduced byte for byte and had nothing to do."""
+    for stage in stages(root):
+        if stage == "evaluate":
+            assert "Stage 'evaluate' didn't change, skipping" in output, output
+        else:
+            assert f"Running stage '{stage}'" in output, output
+
+
 def stage_outputs(root: Path = ROOT) -> list[str]:
     """Every output dvc.yaml declares (metrics that git tracks are not outputs)."""
     return [

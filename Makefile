@@ -11,6 +11,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock iris_classifier/project/environment.py | sha1sum | cut -c1-12)
 
 PORT ?= 3000
+GRPC_PORT ?= 3001
 HOST ?= 127.0.0.1
 API_URL ?= http://127.0.0.1:$(PORT)
 DEMO_PORT ?= 7860
@@ -76,9 +77,9 @@ run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http
 bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
 	@$(PY) -m iris_classifier.registry.bento build
 
-serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
-	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/"
-	bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
+serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000), gRPC (Open Inference Protocol) on HOST:GRPC_PORT (3001)
+	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/  gRPC $(HOST):$(GRPC_PORT)"
+	IRIS_GRPC_HOST=$(HOST) IRIS_GRPC_PORT=$(GRPC_PORT) bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
 
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
 	@$(PY) -m ops.image build

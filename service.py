@@ -167,6 +167,20 @@ class IrisClassifier:
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
 
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        """The Open Inference Protocol over gRPC beside HTTP, on this worker's event loop (IRIS_GRPC_PORT, default
+        3001; iris_classifier/serving/v2/grpc_server.py): the same model call, validation and admission control."""
+        from iris_classifier.serving.v2.grpc_server import GrpcServer  # grpc imported by the worker only
+
+        self.grpc = await GrpcServer.start(self.v2, ADMISSION, workers=server_settings()["workers"])
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        """Before the prediction log's flush (hooks run by name): the gRPC calls in flight finish first."""
+        if getattr(self, "grpc", None) is not None:
+            await self.grpc.stop()
+
     @bentoml.on_shutdown
     def write_prediction_log(self) -> None:
         """A graceful stop (SIGTERM) writes the queued prediction log before the worker exits (the worker

@@ -25,7 +25,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
+        demo bench mlserver-venv grpc-stubs bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers chec
 
 mlserver-venv: install ## MLServer + its scikit-learn runtime in .venv-mlserver (bench/mlserver/requirements.lock): make bench's contender
 	$(PY) -m bench.mlserver_contender install
+
+grpc-stubs: install ## regenerate the committed gRPC stubs of the Open Inference Protocol from iris_classifier/serving/v2/proto/*.proto
+	$(PY) -m ops.grpc_stubs
 
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency

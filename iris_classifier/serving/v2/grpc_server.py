@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from prometheus_client import Counter, Histogram
 from starlette.concurrency import run_in_threadpool
 
@@ -208,6 +209,15 @@ def address() -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def described_services() -> DescriptorPool:
+    """What reflection describes: the inference service, health checking and reflection itself (the stubs keep
+    their messages in a pool of their own, ops/grpc_stubs.py, so protobuf's default pool lacks them)."""
+    pool = DescriptorPool()
+    for module in (pb, health_pb2, reflection_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pool
+
+
 @dataclass
 class GrpcServer:
     """A started gRPC server and its health servicer."""
@@ -236,7 +246,9 @@ class GrpcServer:
         checks = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(checks, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+            pool=described_services(),
         )
         try:
             server.add_insecure_port(where)

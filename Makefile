@@ -84,8 +84,8 @@ serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000),
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
 	@$(PY) -m ops.image build
 
-run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT; waits for /readyz
-	@$(PY) -m ops.image run --port $(PORT)
+run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT (gRPC on GRPC_PORT); waits for /readyz
+	@$(PY) -m ops.image run --port $(PORT) --grpc-port $(GRPC_PORT)
 
 stop-image: install ## remove this project's container (by name)
 	@$(PY) -m ops.image stop
@@ -140,7 +140,7 @@ test-fast: install ## the fast tier: no pipeline run, no server, no browser (sch
 	  $(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
-	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
+	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) IRIS_CONTAINER_GRPC=127.0.0.1:$(GRPC_PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
 
 lint: install ## ruff lint and format check; the package's layers and no import cycles (lint-imports, pyproject.toml)
 	ruff check .

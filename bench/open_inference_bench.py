@@ -277,13 +277,18 @@ def render(rounds: list[dict[str, Any]], native: dict[str, list], seconds: int) 
         f"{sum(r['batch'][name]['agree'] for r in rounds):,} / {len(rounds) * 10_000:,} |"
         for name, label in BATCH_LABELS.items()
     ]
-    errors = sum(
-        r[name][key]["non_2xx"] + r[name][key].get("socket_errors", 0)
-        for r in rounds
+    by_contender = {
+        name: sum(
+            r[name][key]["non_2xx"] + r[name][key].get("socket_errors", 0)
+            for r in rounds
+            for key in ("c1", "c32", "lat")
+        )
         for name in HTTP_ONE
-        for key in ("c1", "c32", "lat")
-    )
-    errors += sum(measured["non_2xx"] for r in rounds for measured in r["batch"].values())
+    }
+    by_contender.update({name: sum(r["batch"][name]["non_2xx"] for r in rounds) for name in BATCH_LABELS})
+    by_contender.update({name: sum(r["grpc_one"][name]["errors"] for r in rounds) for name in GRPC_ONE})
+    errors = sum(by_contender.values())
+    where = ", ".join(f"{name} {count}" for name, count in by_contender.items() if count)
     loads = [value for r in rounds for value in r["load"]]
     v2_over_mlserver = ratio(c32["v2"], c32["mlserver"])[0]
     grpc_over_mlserver = ratio(grpc_rps["grpc"], best_grpc)[0]
@@ -333,7 +338,7 @@ gRPC on this service / MLServer's gRPC, the faster configuration of each round: 
 MLServer in-process / its default on 10,000-flower JSON: {shown(batch["mlserver_inproc_json"], batch["mlserver_json"])}.
 Binary / JSON on this service's V2: {shown(batch["v2_binary"], batch["v2_json"])}; gRPC raw / the fastest REST
 way of the round: {shown(batch["grpc_raw"], other_ways)}. The prediction log is on for this service throughout
-(every flower written). Non-2xx answers, failed calls and socket errors in these rows: {errors}.
+(every flower written). Non-2xx answers, failed calls, wrong answers and socket errors in these rows: {errors}{f" ({where})" if where else ""}.
 
 | target | measured | |
 |---|---|---|

@@ -11,6 +11,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock iris_classifier/project/environment.py | sha1sum | cut -c1-12)
 
 PORT ?= 3000
+GRPC_PORT ?= 3001
 HOST ?= 127.0.0.1
 API_URL ?= http://127.0.0.1:$(PORT)
 DEMO_PORT ?= 7860
@@ -24,7 +25,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench mlserver-venv bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade lint-renovate
+        demo bench mlserver-venv grpc-stubs bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade lint-renovate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -76,15 +77,15 @@ run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http
 bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
 	@$(PY) -m iris_classifier.registry.bento build
 
-serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
-	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/"
-	bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
+serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000), gRPC (Open Inference Protocol) on HOST:GRPC_PORT (3001)
+	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/  gRPC $(HOST):$(GRPC_PORT)"
+	IRIS_GRPC_HOST=$(HOST) IRIS_GRPC_PORT=$(GRPC_PORT) bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
 
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
 	@$(PY) -m ops.image build
 
-run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT; waits for /readyz
-	@$(PY) -m ops.image run --port $(PORT)
+run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT (gRPC on GRPC_PORT); waits for /readyz
+	@$(PY) -m ops.image run --port $(PORT) --grpc-port $(GRPC_PORT)
 
 stop-image: install ## remove this project's container (by name)
 	@$(PY) -m ops.image stop
@@ -114,6 +115,9 @@ loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers chec
 mlserver-venv: install ## MLServer + its scikit-learn runtime in .venv-mlserver (bench/mlserver/requirements.lock): make bench's contender
 	$(PY) -m bench.mlserver_contender install
 
+grpc-stubs: install ## regenerate the committed gRPC stubs of the Open Inference Protocol from iris_classifier/serving/v2/proto/*.proto
+	$(PY) -m ops.grpc_stubs
+
 bench-model: install ## in-process latency: sklearn pipeline vs the ONNX fast path, 1 and 1,000 rows
 	@$(PY) -m bench.model_latency
 
@@ -136,7 +140,7 @@ test-fast: install ## the fast tier: no pipeline run, no server, no browser (sch
 	  $(PY) -m pytest -m "not slow and not container" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 test-image: install ## test the running container (make run-image first): labels, non-root, health, restart
-	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
+	IRIS_CONTAINER_URL=http://127.0.0.1:$(PORT) IRIS_CONTAINER_GRPC=127.0.0.1:$(GRPC_PORT) $(PY) -m pytest -m container -p no:cacheprovider tests/container
 
 lint: install ## ruff lint and format check; the package's layers and no import cycles (lint-imports, pyproject.toml)
 	ruff check .

@@ -34,6 +34,7 @@ from iris_classifier.registry.versions import served_release
 from iris_classifier.serving import bentoml_compat, uvicorn_compat
 from iris_classifier.serving.admission import Admission, AdmissionControl, PodMemory, charged_work
 from iris_classifier.serving.answers import Answers, Classification, Predictions
+from iris_classifier.serving.batch_body import batch_rows
 from iris_classifier.serving.feedback import Feedback, LabelAnswers, LabelConflict, authorized
 from iris_classifier.serving.lazy_ui import LazyASGIApp
 from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
@@ -104,6 +105,13 @@ class FlowerBatch(bentoml.IODescriptor):
         the request waits for the model); pydantic judges (and explains) all others. That BentoML validates a
         request's JSON body with this classmethod is not documented: private API `batch-fast-path`."""
         data = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
+        if FAST_BATCHES:
+            rows = batch_rows(
+                data
+            )  # the layouts clients write, straight to rows (iris_classifier/serving/batch_body.py)
+            if rows is not None:
+                batches_parsed["fast"].inc()
+                return cls.model_construct(flowers=rows)
         flowers = well_formed_batch(data) if FAST_BATCHES else None
         if flowers is None:
             flowers = super().model_validate_json(json_data, **kwargs).flowers
@@ -178,6 +186,20 @@ class IrisClassifier:
         ADMISSION.configure(self.memory.budget(workers=server_settings()["workers"]), self.memory.pressure_check())
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
+
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        """The Open Inference Protocol over gRPC beside HTTP, on this worker's event loop (IRIS_GRPC_PORT, default
+        3001; iris_classifier/serving/v2/grpc_server.py): the same model call, validation and admission control."""
+        from iris_classifier.serving.v2.grpc_server import GrpcServer  # grpc imported by the worker only
+
+        self.grpc = await GrpcServer.start(self.v2, ADMISSION, workers=server_settings()["workers"])
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        """Before the prediction log's flush (hooks run by name): the gRPC calls in flight finish first."""
+        if getattr(self, "grpc", None) is not None:
+            await self.grpc.stop()
 
     @bentoml.on_shutdown
     def write_prediction_log(self) -> None:

@@ -4,9 +4,10 @@ Contenders (same request schema, same server settings, each on its own loopback 
   service  this project's Bento, as `make serve` runs it
   noop     bench/noop_service.py: the framework's ceiling, no model call
   naive    bench/naive_service.py: the sklearn pipeline called per request (BentoML's sklearn example)
-  mlserver MLServer serving the same stored pipeline (bench/mlserver_contender.py), for the Open Inference
-           Protocol rows (bench/open_inference_bench.py): one flower, and 10,000 flowers as binary and JSON
-           tensors beside /classify_batch
+  mlserver MLServer serving the same stored pipeline (bench/mlserver_contender.py), in its default
+           configuration and in-process (parallel_workers: 0), for the Open Inference Protocol rows
+           (bench/open_inference_bench.py): one flower over REST and gRPC, and 10,000 flowers as binary and
+           JSON tensors, gRPC raw contents, beside /classify_batch
 
 Throughput and errors come from wrk (Debian package); one-connection latency from a minimal
 keep-alive HTTP/1.1 client on a raw socket timing each request (wrk 4.1's latency histogram
@@ -58,16 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {name: {"c1": [], "c32": [], "lat": []} for name in servers}
     batch: list[dict] = []
     v2_rounds: list[dict] = []  # the Open Inference Protocol (V2) rows, on the service's server and MLServer
-    mlserver = None
+    mlservers: dict[str, object] = {}  # MLServer in both configurations (mlserver_contender.CONFIGURATIONS)
     try:
         cold = {}
         for name, server in servers.items():
             started = time.monotonic()
             server.start(wait_ready=120)
             cold[name] = time.monotonic() - started
-        mlserver, mlserver_url = mlserver_contender.start(
-            mlserver_contender.model_dir(), log_path=logs / "mlserver.log"
-        )
+        mlserver_addresses = {}
+        for name, workers in (("mlserver", None), ("mlserver_inproc", 0)):
+            process, address = mlserver_contender.start(
+                mlserver_contender.model_dir(), log_path=logs / f"{name}.log", parallel_workers=workers
+            )
+            mlservers[name] = process
+            mlserver_addresses[name] = (address, process.grpc_target)
         script = lua_script(ONE_FLOWER, logs, "one")
         for server in servers.values():  # warm-up, not recorded
             run_wrk(f"{server.url}/classify", script, 8, 2)
@@ -85,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             batch.append(batch_throughput(f"{servers['service'].url}/classify_batch", args.seconds))
             v2_rounds.append(
                 open_inference_bench.measure_round(
-                    servers["service"].url, mlserver_url=mlserver_url, round_number=round_number,
+                    servers["service"].url, grpc_target=servers["service"].grpc_target,
+                    mlservers=mlserver_addresses, round_number=round_number,
                     species=ONE_SPECIES, seconds=args.seconds, latency_requests=args.latency_requests,
                     flowers=batch_flowers(BATCH), run_wrk=run_wrk, lua_script=lua_script, logs=logs,
                 )
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-        mlserver_contender.stop(mlserver)
+        for process in mlservers.values():
+            mlserver_contender.stop(process)
     in_process = measure_in_process(rounds=args.rounds)
     report = render(results, batch, in_process, cold, machine(), args)
     report += open_inference_bench.render(v2_rounds, results["service"], args.seconds)

@@ -63,11 +63,23 @@ def model_dir() -> Path:
     return Path(stored_model(model_tag_to_serve()).path)
 
 
+# MLServer's two configurations: its default (one parallel inference worker process beside the HTTP/gRPC one),
+# and in-process (`parallel_workers: 0`: the model runs in the server process, no hand-off; its fastest for
+# big batches on this machine). `make bench` races both.
+CONFIGURATIONS = {"default": None, "in-process": 0}
+
+
 def start(
-    model_dir: Path, port: int | None = None, *, log_path: Path | None = None, timeout: float = 180.0
+    model_dir: Path,
+    port: int | None = None,
+    *,
+    log_path: Path | None = None,
+    timeout: float = 180.0,
+    parallel_workers: int | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """Serve `model_dir`'s pipeline with MLServer on 127.0.0.1:`port` (a free port if None): (process, url)
-    once the model answers ready. The process leads its own group; `stop` ends it and its workers."""
+    once the model answers ready; its gRPC address is `process.grpc_target`. `parallel_workers`: MLServer's
+    setting (None: its default). The process leads its own group; `stop` ends it and its workers."""
     mlserver = install()
     pipeline = Path(model_dir) / PIPELINE_FILE
     if not pipeline.exists():
@@ -81,6 +93,8 @@ def start(
         "metrics_port": free_port(),
         "debug": False,
     }
+    if parallel_workers is not None:
+        settings["parallel_workers"] = parallel_workers
     model_settings = {
         "name": MODEL_NAME,
         "implementation": "mlserver_sklearn.SKLearnModel",
@@ -103,6 +117,7 @@ def start(
         start_new_session=True,  # its own process group: stop() ends the inference workers too
     )
     process.mlserver_home = home  # removed by stop()
+    process.grpc_target = f"127.0.0.1:{settings['grpc_port']}"
     url = f"http://127.0.0.1:{port}"
     try:
         if wait_for_200(f"{url}/v2/models/{MODEL_NAME}/ready", process, timeout) is None:
@@ -125,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="MLServer, the benchmark's contender, in .venv-mlserver")
     parser.add_argument("command", choices=["install", "serve"])
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument(
+        "--parallel-workers", type=int, default=None, help="MLServer's parallel_workers (0: in-process)"
+    )
     args = parser.parse_args(argv)
     if args.command == "install":
         print(f"mlserver: {install()}")
         return 0
-    process, url = start(model_dir(), args.port)
-    print(f"mlserver: serving {MODEL_NAME} on {url} (pid {process.pid}); Ctrl-C stops it", flush=True)
+    process, url = start(model_dir(), args.port, parallel_workers=args.parallel_workers)
+    print(
+        f"mlserver: serving {MODEL_NAME} on {url}, gRPC {process.grpc_target} (pid {process.pid}); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         while process.poll() is None:
             time.sleep(1)

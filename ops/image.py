@@ -103,7 +103,7 @@ def wait_ready(url: str, timeout: float) -> float:
     return seconds
 
 
-def run(*, port: int, tag: str | None = None, timeout: float = 180) -> None:
+def run(*, port: int, grpc_port: int = 3001, tag: str | None = None, timeout: float = 180) -> None:
     require_engine()
     tag = tag or image_tag()
     if docker("image", "inspect", tag, check=False, capture=True).returncode != 0:
@@ -111,11 +111,14 @@ def run(*, port: int, tag: str | None = None, timeout: float = 180) -> None:
     stop(quiet=True)
     docker(
         "run", "--detach", "--name", CONTAINER, "--network", "host", "--restart", "unless-stopped", "--init",
-        "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", tag,
+        "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", "--env", f"IRIS_GRPC_PORT={grpc_port}", tag,
         capture=True,
     )  # fmt: skip
     seconds = wait_ready(f"http://127.0.0.1:{port}", timeout)
-    print(f"run-image: {CONTAINER} ({tag}) ready on http://127.0.0.1:{port} after {seconds:.1f} s; UI at /ui/")
+    print(
+        f"run-image: {CONTAINER} ({tag}) ready on http://127.0.0.1:{port} after {seconds:.1f} s; UI at /ui/; "
+        f"gRPC on 127.0.0.1:{grpc_port}"
+    )
 
 
 def stop(*, quiet: bool = False) -> None:
@@ -139,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "run", "stop", "tag"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GRPC_PORT", "3001")))
     parser.add_argument("--tag", default=None, help="image to run (default: this commit's)")
     args = parser.parse_args(argv)
     if args.command == "build":
         build()
     elif args.command == "run":
-        run(port=args.port, tag=args.tag)
+        run(port=args.port, grpc_port=args.grpc_port, tag=args.tag)
     elif args.command == "stop":
         stop()
     else:

@@ -285,7 +285,7 @@ class PodConstraints:
     no_new_privileges: bool
     container_port: int
 
-    def docker_args(self, *, port: int) -> list[str]:
+    def docker_args(self, *, port: int, grpc_port: int | None = None) -> list[str]:
         args = ["--network", "host", "--user", f"{self.uid}:{self.gid}", "--memory", str(self.memory_bytes)]
         args += ["--memory-swap", str(self.memory_bytes), "--cpus", self.cpus]  # no swap: as on a kubelet
         args += [arg for group in self.groups for arg in ("--group-add", str(group))]
@@ -298,8 +298,8 @@ class PodConstraints:
         if self.no_new_privileges:
             args += ["--security-opt", "no-new-privileges"]
         # seccomp RuntimeDefault is Docker's default profile: nothing to add.
-        # The one deviation from the pod: host networking shares ports, so the test picks a free one.
-        env = {**self.env, "BENTOML_PORT": str(port)}
+        # The one deviation from the pod: host networking shares ports, so the test picks free ones.
+        env = {**self.env, "BENTOML_PORT": str(port), "IRIS_GRPC_PORT": str(grpc_port or free_port())}
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         return args

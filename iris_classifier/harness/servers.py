@@ -20,6 +20,7 @@ class Server:
 
     target: str
     port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)  # the Open Inference Protocol over gRPC, on loopback
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     process: subprocess.Popen | None = None
@@ -29,6 +30,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def private_home(self) -> str:
         """A BentoML home of its own that shares the project's model and Bento stores.
@@ -45,7 +50,8 @@ class Server:
 
     def start(self, *, wait_ready: float = 240.0, extra_args: tuple[str, ...] = ()) -> Server:
         self.home = self.home or self.private_home()
-        env = {**os.environ, "BENTOML_HOME": self.home, **self.env}
+        grpc = {"IRIS_GRPC_HOST": "127.0.0.1", "IRIS_GRPC_PORT": str(self.grpc_port)}
+        env = {**os.environ, "BENTOML_HOME": self.home, **grpc, **self.env}
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [BENTOML, "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port), *extra_args],

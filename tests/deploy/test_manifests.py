@@ -107,7 +107,9 @@ def test_a_broken_record_stops_the_render_and_names_the_file(tmp_path):
 @pytest.mark.parametrize("env", k8s.ENVIRONMENTS)
 def test_probes_and_startup_budget_from_the_measured_cold_start(docs, env):
     app = container(docs[env])
-    assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    grpc_port = next(port["containerPort"] for port in app["ports"] if port["name"] == "grpc")
+    assert app["readinessProbe"]["grpc"] == {"port": grpc_port, "service": "inference.GRPCInferenceService"}
+    assert app["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert app["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     startup = app["startupProbe"]
     budget = startup["periodSeconds"] * startup["failureThreshold"]
@@ -116,7 +118,11 @@ def test_probes_and_startup_budget_from_the_measured_cold_start(docs, env):
     # loading hides for more than five minutes. (An upper bound tied to the measured start would fail
     # each time `make bench` runs on a faster machine.)
     assert 3 * cold <= budget <= 300, f"startup budget {budget} s for a measured cold start of {cold} s"
-    assert app["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+    assert app["ports"] == [
+        {"name": "http", "containerPort": 3000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 3001, "protocol": "TCP"},
+    ]
+    assert {"name": "IRIS_GRPC_PORT", "value": "3001"} in app["env"]
 
 
 @pytest.mark.parametrize("env", k8s.ENVIRONMENTS)
@@ -186,9 +192,12 @@ def test_scale_and_disruption(docs, env, minimum, maximum):
     assert k8s.find(docs[env], "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     policy = k8s.find(docs[env], "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]}]
     service = k8s.find(docs[env], "Service")["spec"]
-    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "grpc", "port": 3001, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+    ]
     selector = {"app.kubernetes.io/name": "iris-classifier"}
     assert service["selector"] == selector == policy["podSelector"]["matchLabels"]
     assert deployment(docs[env])["metadata"]["namespace"] == f"iris-{env}"

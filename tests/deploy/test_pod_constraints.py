@@ -23,7 +23,7 @@ def options(args: list[str]) -> tuple[set[str], list[tuple[str, str]]]:
 
 def test_docker_flags_are_the_production_containers_constraints(renders):
     constraints = k8s.pod_constraints(k8s.documents(renders["production"]))
-    flags, pairs = options(constraints.docker_args(port=4321))
+    flags, pairs = options(constraints.docker_args(port=4321, grpc_port=4322))
     single = dict(pairs)
     assert flags == {"--read-only"}
     assert single["--user"] == "10001:10001" and ("--group-add", "10001") in pairs
@@ -38,6 +38,7 @@ def test_docker_flags_are_the_production_containers_constraints(renders):
     ]
     env = dict(value.split("=", 1) for option, value in pairs if option == "--env")
     assert env["BENTOML_HOME"] == "/var/lib/bentoml" and env["BENTOML_PORT"] == "4321"
+    assert env["IRIS_GRPC_PORT"] == "4322"  # host networking: the pod's 3001 would collide between containers
 
 
 def test_image_serves_under_the_production_pods_constraints(renders, commit_image):

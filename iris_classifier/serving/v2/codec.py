@@ -155,23 +155,35 @@ class BinaryDecoder:
             return JSONDecoder(b"").values(tensor)
         if tensor.data is not None:
             raise ProtocolError("inputs[0]: both data and parameters.binary_data_size; send the values once")
-        n, width = tensor.shape
-        dtype = INPUT_DTYPES[tensor.datatype]
-        expected = n * width * dtype.itemsize
         if type(size) is not int or size < 0:
             raise ProtocolError(f"inputs[0].parameters.binary_data_size: {size!r} is not a number of bytes")
-        if size != expected:
-            raise ProtocolError(
-                f"inputs[0].parameters.binary_data_size: {size} bytes do not match shape {tensor.shape} of "
-                f"{tensor.datatype} ({n} x {width} x {dtype.itemsize} = {expected} bytes)"
-            )
+        check_raw_size(size, tensor, "inputs[0].parameters.binary_data_size")
         if binary != size:
             what = "missing" if binary < size else "trailing"
             raise ProtocolError(
                 f"body: {binary} bytes follow the JSON part, but binary_data_size says {size} ({what} bytes)"
             )
-        values = np.frombuffer(self.body, dtype=dtype, count=n * width, offset=self.json_length).astype(np.float64)
-        return values if _passes(values) else values.tolist()  # FP32 bytes are float32 values already
+        return raw_values(memoryview(self.body)[self.json_length :], tensor, "inputs[0].parameters.binary_data_size")
+
+
+def check_raw_size(size: int, tensor: RequestInput, where: str) -> None:
+    """A tensor's raw bytes number exactly what its shape and datatype say."""
+    n, width = tensor.shape
+    dtype = INPUT_DTYPES[tensor.datatype]
+    expected = n * width * dtype.itemsize
+    if size != expected:
+        raise ProtocolError(
+            f"{where}: {size} bytes do not match shape {tensor.shape} of "
+            f"{tensor.datatype} ({n} x {width} x {dtype.itemsize} = {expected} bytes)"
+        )
+
+
+def raw_values(raw: bytes | memoryview, tensor: RequestInput, where: str) -> Sequence[Any] | np.ndarray:
+    """A tensor's values from its raw bytes (little-endian, row-major; HTTP's binary extension, gRPC's raw
+    contents), as `RequestDecoder.values` gives them."""
+    check_raw_size(len(raw), tensor, where)
+    values = np.frombuffer(raw, dtype=INPUT_DTYPES[tensor.datatype]).astype(np.float64)
+    return values if passes(values) else values.tolist()  # FP32 bytes are float32 values already
 
 
 def decoder_for(body: bytes, headers: Mapping[str, str] | None) -> RequestDecoder:
@@ -187,7 +199,11 @@ def decoder_for(body: bytes, headers: Mapping[str, str] | None) -> RequestDecode
 
 def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -> tuple[InferenceRequest, np.ndarray]:
     """The request and its rows: an (N, 4) float64 array of cm that passed every rule, or a ProtocolError."""
-    decoder = decoder_for(body, headers)
+    return decode(decoder_for(body, headers))
+
+
+def decode(decoder: RequestDecoder) -> tuple[InferenceRequest, np.ndarray]:
+    """Any transport's request (a decoder of its wire form) -> the request and its rows, held to every rule."""
     request = decoder.request()
     _check_request(request)
     (tensor,) = request.inputs
@@ -217,17 +233,17 @@ def _number_rows(data: list[Any], n: int, width: int, datatype: str) -> np.ndarr
         values = np.array(data, dtype=np.float64).reshape(-1)
     except (OverflowError, ValueError):
         return None
-    if not _passes(values):
+    if not passes(values):
         return None
     if datatype == "FP32":
         with np.errstate(over="ignore"):
             values = values.astype(np.float32).astype(np.float64)
-        if not _passes(values):
+        if not passes(values):
             return None
     return values
 
 
-def _passes(values: np.ndarray) -> bool:
+def passes(values: np.ndarray) -> bool:
     """Every value a finite number > 0 and <= MAX_MEASUREMENT_CM (Measurement's rules, over an array): NaN
     fails both comparisons and an infinity one of them."""
     return bool(((values > 0) & (values <= MAX_MEASUREMENT_CM)).all())
@@ -295,6 +311,14 @@ def _measurements(values: Sequence[Any], where: str, rounded: str = "") -> np.nd
         raise ProtocolError("; ".join(problems) + (f"; and {more} more" if more > 0 else "")) from None
 
 
+def asked_outputs(request: InferenceRequest) -> list[tuple[str, bool]]:
+    """The outputs to answer, in the order asked (all of them when none is), each with whether the request asks
+    for it in binary (HTTP's extension; over gRPC the contents follow the request's own form)."""
+    every_output_binary = bool(request.parameters and request.parameters.get("binary_data_output"))
+    asked = [(o.name, (o.parameters or {}).get("binary_data", every_output_binary)) for o in request.outputs or ()]
+    return asked or [(name, every_output_binary) for name in OUTPUT_NAMES]
+
+
 @dataclass(frozen=True)
 class Answer:
     """A response body; `json_length` is the length of its JSON part when binary outputs follow it, else None."""
@@ -306,11 +330,9 @@ class Answer:
 def infer_response(request: InferenceRequest, probabilities: np.ndarray, species: list[str], *, version: str) -> Answer:
     """The $inference_response, with the outputs asked for, in the order asked, each in JSON or in binary."""
     n = len(probabilities)
-    every_output_binary = bool(request.parameters and request.parameters.get("binary_data_output"))
-    asked = [(o.name, (o.parameters or {}).get("binary_data", every_output_binary)) for o in request.outputs or ()]
     outputs: list[dict[str, Any]] = []
     binary: list[bytes] = []
-    for name, in_binary in asked or [(name, every_output_binary) for name in OUTPUT_NAMES]:
+    for name, in_binary in asked_outputs(request):
         if name == PROBABILITIES:
             values: Any = np.ascontiguousarray(probabilities, dtype="<f8")
             output: dict[str, Any] = {"name": name, "shape": [n, len(SPECIES)], "datatype": "FP64"}

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 from fastapi import Path
 from starlette.concurrency import run_in_threadpool
@@ -16,26 +15,21 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_classifier.domain.schema import FEATURES, MODEL_NAME, SPECIES
+from iris_classifier.domain.schema import MODEL_NAME
 from iris_classifier.serving.admission import charged_work
 from iris_classifier.serving.answers import REQUEST_ID_HEADER, REQUEST_ID_HEADER_DOC
-from iris_classifier.serving.v2.codec import (
-    BINARY_EXTENSION,
-    BINARY_HEADER,
-    OCTETS,
-    infer_response,
-    parse_infer_request,
+from iris_classifier.serving.v2.codec import BINARY_HEADER, OCTETS, decoder_for, infer_response
+from iris_classifier.serving.v2.dataplane import (  # noqa: F401 (server_metadata, check_model: the routes' API)
+    DataPlane,
+    check_model,
+    model_metadata,
+    server_metadata,
 )
 from iris_classifier.serving.v2.errors import JSON, ProtocolError, describe
 from iris_classifier.serving.v2.types import (
-    INPUT_NAME,
-    PROBABILITIES,
-    SERVER_NAME,
-    SPECIES_OUTPUT,
     ErrorResponse,
     InferenceRequest,
     InferenceResponse,
-    MetadataTensor,
     ModelMetadata,
     ServerLive,
     ServerMetadata,
@@ -43,39 +37,6 @@ from iris_classifier.serving.v2.types import (
 )
 
 # ---- health and metadata ----
-
-
-def server_metadata() -> dict[str, Any]:
-    import bentoml
-
-    return ServerMetadata(name=SERVER_NAME, version=bentoml.__version__, extensions=[BINARY_EXTENSION]).model_dump()
-
-
-def model_metadata(*, version: str, backend: str) -> dict[str, Any]:
-    columns = {"columns": ",".join(FEATURES), "unit": "cm"}
-    metadata = ModelMetadata(
-        name=MODEL_NAME,
-        versions=[version],
-        platform={"onnx": "onnxruntime_onnx", "sklearn": "sklearn"}.get(backend, backend),
-        inputs=[MetadataTensor(name=INPUT_NAME, datatype="FP64", shape=[-1, len(FEATURES)], parameters=columns)],
-        outputs=[
-            MetadataTensor(
-                name=PROBABILITIES, datatype="FP64", shape=[-1, len(SPECIES)], parameters={"columns": ",".join(SPECIES)}
-            ),
-            MetadataTensor(name=SPECIES_OUTPUT, datatype="BYTES", shape=[-1]),
-        ],
-    )
-    return metadata.model_dump(exclude_none=True)
-
-
-def check_model(model_name: str, model_version: str | None, *, served_version: str) -> None:
-    """Refuse (404) a model or a version this server does not serve."""
-    if model_name != MODEL_NAME:
-        raise ProtocolError(f"unknown model {model_name!r}: this server serves {MODEL_NAME!r}", 404)
-    if model_version is not None and model_version != served_version:
-        raise ProtocolError(
-            f"unknown version {model_version!r} of model {MODEL_NAME!r}: the served version is {served_version!r}", 404
-        )
 
 
 def json_response(payload: dict[str, Any]) -> Response:
@@ -98,26 +59,19 @@ def server_health(state: str, ok: bool) -> Response:
 
 # ---- the service's side: one object per service instance, its methods back the thin routes in service.py ----
 
-# Rows of cm and the request's id -> (probabilities in SPECIES order, the most probable species per row): the
-# service's model call, which counts and logs the flowers under that id.
-Predict = Callable[[np.ndarray, str], tuple[np.ndarray, list[str]]]
 # Below this body size a request is parsed and answered on the event loop (tens of microseconds); above, in a thread.
 INLINE_BODY_BYTES = 4096
 
 
 @dataclass
-class OpenInference:
-    """The V2 endpoints over one served model: its version, its backend, its readiness and its model call.
+class OpenInference(DataPlane):
+    """The V2 endpoints over REST: the protocol (dataplane.DataPlane) with HTTP's wire form around it.
 
     A request the protocol refuses raises ProtocolError, answered by the app's one handler
     (errors.EXCEPTION_HANDLERS).
     """
 
-    version: str
-    backend: str
-    predict: Predict
-    is_ready: Callable[[], bool]
-    request_id: Callable[[], str]  # the id of the request being served, as the prediction log writes it
+    request_id: Callable[[], str] = str  # the id of the request being served, as the prediction log writes it
 
     def __post_init__(self) -> None:
         # The two paths of inference for the served model, as the middleware matches them (percent-decoded).
@@ -127,15 +81,13 @@ class OpenInference:
         }
 
     def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
-        check_model(model_name, model_version, served_version=self.version)
-        return json_response(model_metadata(version=self.version, backend=self.backend))
+        return json_response(self.metadata(model_name, model_version))
 
     def server_ready(self) -> Response:
         return server_health("ready", self.is_ready())
 
     def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
-        check_model(model_name, model_version, served_version=self.version)
-        return health(self.is_ready())
+        return health(self.model_is_ready(model_name, model_version))
 
     async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
         """The infer route's answer (the middleware answers the served model's infer paths before the route)."""
@@ -152,10 +104,9 @@ class OpenInference:
             return self.answer(body, headers)
 
     def answer(self, body: bytes, headers: Mapping[str, str]) -> Response:
-        inference, rows = parse_infer_request(body, headers)
         request_id = self.request_id()
-        probabilities, species = self.predict(rows, request_id)
-        answer = infer_response(inference, probabilities, species, version=self.version)
+        inference = self.run(decoder_for(body, headers), request_id)
+        answer = infer_response(inference.request, inference.probabilities, inference.species, version=self.version)
         if answer.json_length is None:
             return Response(answer.body, media_type=JSON, headers={REQUEST_ID_HEADER: request_id})
         headers = {REQUEST_ID_HEADER: request_id, BINARY_HEADER: str(answer.json_length)}

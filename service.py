@@ -317,7 +317,9 @@ class IrisClassifier:
         }
 
     # Open Inference Protocol (KServe V2): thin routes over iris_classifier/serving/v2/ (refusals raise
-    # ProtocolError, answered by web_app's handler).
+    # ProtocolError, answered by web_app's handler). The two infer routes run for every infer path but the served
+    # model's own (an unknown model or version: their 404, tests/service/test_open_inference.py); v2.ErrorBodies
+    # answers the served model's paths before routing, with the same OpenInference.
     @web_app.get("/v2", **v2.SERVER_METADATA_ROUTE)
     def v2_server_metadata(self) -> Response:
         return v2.json_response(v2.server_metadata())

@@ -88,10 +88,12 @@ def read_training_rows(train_csvs: Sequence[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def train(*, params: dict[str, Any], train_csvs: Sequence[Path], test_csv: Path) -> ModelCard:
+def train(*, params: dict[str, Any], train_csvs: Sequence[Path], test_csv: Path, pipeline: Any = None) -> ModelCard:
     """Fit on the training rows (the split, then labelled feedback), convert, and save to the BentoML store.
 
-    Returns the stored model's card; `held_out_accuracy` is on the original held-out split.
+    `pipeline`: an unfitted pipeline to fit instead of the one `params` describes (one the ONNX converter cannot
+    take, to try the scikit-learn fallback). Returns the stored model's card; `held_out_accuracy` is on the
+    original held-out split.
     """
     import io
 
@@ -102,12 +104,13 @@ def train(*, params: dict[str, Any], train_csvs: Sequence[Path], test_csv: Path)
     x_train, y_train = features_and_labels(train_rows)
     x_test, y_test = features_and_labels(test_rows)
 
-    pipeline = build_pipeline(
-        estimator=params["estimator"],
-        n_estimators=params["n_estimators"],
-        max_depth=params["max_depth"],
-        seed=params["seed"],
-    )
+    if pipeline is None:
+        pipeline = build_pipeline(
+            estimator=params["estimator"],
+            n_estimators=params["n_estimators"],
+            max_depth=params["max_depth"],
+            seed=params["seed"],
+        )
     pipeline.fit(x_train, y_train)
     held_out_accuracy = float((pipeline.predict(x_test) == y_test).mean())
 

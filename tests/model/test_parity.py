@@ -56,12 +56,17 @@ def test_one_flower_path_is_bit_identical_to_the_row_path(stored_model):
 @pytest.fixture()
 def unconvertible_model(pipeline_ready):
     import bentoml
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.semi_supervised import LabelSpreading
 
     from iris_classifier.model.training import train
     from iris_classifier.project.paths import TEST_CSV, TRAIN_CSV
 
-    params = {"estimator": "hist_gradient_boosting", "n_estimators": 20, "max_depth": 3, "seed": 0}
-    card = train(params=params, train_csvs=[TRAIN_CSV], test_csv=TEST_CSV)
+    # skl2onnx has no converter for label spreading (the project's three estimators all convert)
+    unconvertible = Pipeline([("scale", StandardScaler()), ("classify", LabelSpreading())])
+    params = {"estimator": "label_spreading", "n_estimators": 0, "max_depth": None, "seed": 0}
+    card = train(params=params, train_csvs=[TRAIN_CSV], test_csv=TEST_CSV, pipeline=unconvertible)
     yield bentoml.models.get(card.tag), card
     bentoml.models.delete(card.tag)
 

@@ -111,6 +111,9 @@ def test_result_columns_never_overwrite_an_input_column():
     assert scored.columns[:6] == header
     assert scored.columns[6:] == ["scored_species", *flower_file.RESULT_COLUMNS[1:]]
     assert scored.rows[0][:6] == rows[0]  # the input's own species column, unchanged
+    shown = flower_file.display_table(scored)  # on the page: the answer and the error first, then the input
+    assert shown["headers"] == ["scored_species", "error", *header, *(f"probability_{name}" for name in SPECIES)]
+    assert shown["data"] == [["setosa", "", *rows[0], "0.333", "0.333", "0.333"]]
 
 
 def prediction_of(body: bytes) -> dict:

@@ -1,7 +1,8 @@
 """The web UI as an ASGI app that imports and builds Gradio on its first request, not at server start.
 
 Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
-at import time delayed every start by seconds for a page most API replicas never serve. This app
+at import time delayed every start by seconds for a page most API replicas never serve (`python -m
+bench.ui_start` measures it: docs/benchmarks.md, "Web UI start"). This app
 builds it on the first request to the mount path, or when `build_soon()` starts it in the background
 once the service is ready, whichever comes first. What it builds is an ordinary ASGI application
 that mounts the UI at the same path (demo/app.py: `gr.mount_gradio_app`, Gradio's public way to

@@ -50,7 +50,8 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         message = await self._started
         if message["type"] != "lifespan.startup.complete":
-            raise RuntimeError(f"the web UI did not start: {message.get('message', message['type'])}")
+            said = str(message.get("message") or message["type"]).strip().splitlines() or [message["type"]]
+            raise RuntimeError(f"the web UI did not start: {said[-1]}")  # a traceback's last line names the error
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The lifespan coroutine returned or failed: nobody waits on a message that will never come."""

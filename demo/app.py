@@ -155,7 +155,8 @@ def build_demo(*, api_url: str | None, card: ModelCard) -> gr.Blocks:
 
     The inputs start at the training medians and name the training ranges, from the model's card.
     """
-    with gr.Blocks(title="Iris species classifier", analytics_enabled=False) as demo:
+    # Uploaded and scored files leave Gradio's cache after an hour (and all of it when the server restarts).
+    with gr.Blocks(title="Iris species classifier", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# Iris species classifier\n"
             "Enter the four measurements of one flower, in centimetres, and click **Classify**."

@@ -214,11 +214,12 @@ def summary(scored: ScoredFile, limit: int = 10) -> str:
 
 
 def display_table(scored: ScoredFile, digits: int = 3) -> dict[str, list[Any]]:
-    """The table for the page: the input's columns, then species, error and the probabilities (shortened; the
-    downloaded file keeps every digit); the model version is in the summary line instead of on every row."""
+    """The table for the page: species and error first (what the person looks for, in view however wide the
+    input), then the input's columns and the probabilities (shortened; the downloaded file keeps every digit);
+    the model version is in the summary line instead of on every row."""
     width = len(scored.columns) - len(RESULT_COLUMNS)
     species, *probabilities, _version, error = range(width, len(scored.columns))
-    order = [*range(width), species, error, *probabilities]
+    order = [species, error, *range(width), *probabilities]
 
     def shown(row: list[str], index: int) -> str:
         cell = row[index]

@@ -30,8 +30,10 @@ TELEMETRY_OFF = {
     "HF_HUB_OFFLINE": "1",
 }
 # Gradio renders the page in the browser: its server-side rendering starts a Node.js server beside it (the image
-# has no Node.js and sets the same in bentofile.yaml).
-GRADIO_SERVING = {"GRADIO_SSR_MODE": "False"}
+# has no Node.js and sets the same in bentofile.yaml). Its file cache (the page's image, uploaded CSV files) is
+# the project's own: Gradio's default, /tmp/gradio, is shared by every user of the machine, and once another user
+# made it, building the UI fails with "Permission denied".
+GRADIO_SERVING = {"GRADIO_SSR_MODE": "False", "GRADIO_TEMP_DIR": str(ROOT / ".gradio")}
 
 
 def defaults() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The web UI as an ASGI app that imports and builds Gradio on its first request, not at server start.
 
 Importing Gradio costs ~2.3 s and BentoML imports the service in two processes, so building the UI
-at import time delayed every start by seconds for a page most API replicas never serve. This app
+at import time delayed every start by seconds for a page most API replicas never serve (`python -m
+bench.ui_start` measures it: docs/benchmarks.md, "Web UI start"). This app
 builds it on the first request to the mount path, or when `build_soon()` starts it in the background
 once the service is ready, whichever comes first. What it builds is an ordinary ASGI application
 that mounts the UI at the same path (demo/app.py: `gr.mount_gradio_app`, Gradio's public way to
@@ -49,7 +50,8 @@ class Lifespan:
         await self._inbox.put({"type": "lifespan.startup"})
         message = await self._started
         if message["type"] != "lifespan.startup.complete":
-            raise RuntimeError(f"the web UI did not start: {message.get('message', message['type'])}")
+            said = str(message.get("message") or message["type"]).strip().splitlines() or [message["type"]]
+            raise RuntimeError(f"the web UI did not start: {said[-1]}")  # a traceback's last line names the error
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The lifespan coroutine returned or failed: nobody waits on a message that will never come."""

@@ -111,6 +111,9 @@ def test_result_columns_never_overwrite_an_input_column():
     assert scored.columns[:6] == header
     assert scored.columns[6:] == ["scored_species", *flower_file.RESULT_COLUMNS[1:]]
     assert scored.rows[0][:6] == rows[0]  # the input's own species column, unchanged
+    shown = flower_file.display_table(scored)  # on the page: the answer and the error first, then the input
+    assert shown["headers"] == ["scored_species", "error", *header, *(f"probability_{name}" for name in SPECIES)]
+    assert shown["data"] == [["setosa", "", *rows[0], "0.333", "0.333", "0.333"]]
 
 
 def prediction_of(body: bytes) -> dict:
@@ -169,3 +172,19 @@ def test_a_file_of_25007_rows_comes_back_row_for_row_as_the_service_answers(serv
             expected["probabilities"][name] for name in SPECIES
         ]
         assert row["model_version"] == expected["model_version"]
+
+
+def test_the_ui_upload_is_the_one_form_post_the_request_guard_lets_through_within_the_body_limit(server):
+    """The service refuses POST bodies that are not JSON (415) except a form under /ui/ (the UI's file upload,
+    which Gradio's app reads); the 2 MiB body limit still holds there (413)."""
+    assert requests.get(f"{server.url}/ui/", timeout=120).status_code == 200  # the UI is built
+    csv_file = {"files": ("survey.csv", f"{HEADER}\n1,5.1,3.5,1.4,0.2\n", "text/csv")}
+    uploaded = requests.post(f"{server.url}/ui/gradio_api/upload", files=csv_file, timeout=30)
+    assert uploaded.status_code == 200, uploaded.text
+    (path,) = uploaded.json()
+    assert path.endswith("survey.csv")
+    refused = requests.post(f"{server.url}/classify_batch", files=csv_file, timeout=30)
+    assert refused.status_code == 415 and "'multipart/form-data' is not accepted" in refused.json()["error"]
+    too_big = {"files": ("big.csv", b"1" * (MAX_BODY_BYTES + 1), "text/csv")}
+    over = requests.post(f"{server.url}/ui/gradio_api/upload", files=too_big, timeout=30)
+    assert over.status_code == 413 and over.json()["limit_bytes"] == MAX_BODY_BYTES

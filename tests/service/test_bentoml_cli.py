@@ -26,6 +26,7 @@ PROJECT_VARIABLES = (
     "GRADIO_ANALYTICS_ENABLED",
     "HF_HUB_OFFLINE",
     "GRADIO_SSR_MODE",
+    "GRADIO_TEMP_DIR",
 )
 
 
@@ -47,6 +48,7 @@ def test_the_venv_itself_sets_the_project_store_and_telemetry_off():
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
         "GRADIO_SSR_MODE": "False",
+        "GRADIO_TEMP_DIR": str(PROJECT_STORE.parent / ".gradio"),
     }
     # A store the user chose wins over the project's default.
     chosen = json.loads(run(["python", "-c", probe], env=users_shell(BENTOML_HOME="/tmp/elsewhere")).stdout)

@@ -17,6 +17,7 @@ DEMO_PORT ?= 7860
 DVC_REMOTE ?= local
 GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 PYTEST_ARGS ?=
+SHADOW ?= $(IRIS_SHADOW)
 
 # Everything runs from the project's venv, whose .pth hook sets the BentoML home (.bentoml/) and telemetry off.
 export PATH := $(VENV)/bin:$(PATH)
@@ -76,9 +77,11 @@ run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http
 bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
 	@$(PY) -m iris_classifier.registry.bento build
 
-serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000)
+serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000); SHADOW=staging|vX.Y.Z: a shadow model beside it
 	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/"
-	bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
+	@# SHADOW (or IRIS_SHADOW) is resolved here, where the registry is, into the model's tag (docs/shadow.md)
+	@shadow="$$($(PY) -m iris_classifier.registry.stage_model serve-env "$(SHADOW)")" && \
+	  eval "exec env $$shadow bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)"
 
 image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
 	@$(PY) -m ops.image build
@@ -195,11 +198,14 @@ dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs
 	$(PY) -m ops.monitoring_shots
 
 # --- The feedback loop: labels from /feedback -> live accuracy -> retrain -> staging only if better ---
-.PHONY: retrain retrain-push feedback-report
+.PHONY: retrain retrain-push feedback-report shadow-report
 FEEDBACK_JSON ?= $(CURDIR)/reports/feedback-live.json
 
 retrain: install ## labels + prediction log (IRIS_MONITOR_DIR) -> new data version -> challenger vs production -> staging if better: reports/retrain.{json,html}
 	$(PY) -m iris_classifier.retraining.job
+
+shadow-report: install ## shadow log + labels (IRIS_MONITOR_DIR) -> challenger vs champion on live flowers: reports/shadow.{json,html} [VERSION=x.y.z]; exit 0 pass, 1 fail, 2 insufficient
+	$(PY) -m iris_classifier.retraining.shadow_report $(if $(VERSION),--version "$(VERSION)")
 
 retrain-push: install ## after a promotion (reports/retrain.json): push its commit to BRANCH and its release and staging tags
 	@$(PY) -m iris_classifier.retraining.job --push "$(BRANCH)"
@@ -213,8 +219,8 @@ feedback-report: install ## live accuracy and confusion matrix from the labels s
 release: install ## register this commit's model: make release VERSION=x.y.z (clean tree, reproduced, gate passed; PUSH=1 pushes the tag)
 	@$(PY) -m ops.registry release "$(VERSION)" $(if $(PUSH),--push)
 
-promote: install ## assign a stage: make promote VERSION=x.y.z STAGE=staging|production (no rebuild; PUSH=1 pushes the tag)
-	@$(PY) -m ops.registry promote "$(VERSION)" "$(STAGE)" $(if $(PUSH),--push)
+promote: install ## assign a stage: make promote VERSION=x.y.z STAGE=staging|production (production: a passing make shadow-report, or FORCE=1 REASON="..."; PUSH=1 pushes the tag)
+	@$(PY) -m ops.registry promote "$(VERSION)" "$(STAGE)" $(if $(PUSH),--push) $(if $(FORCE),--force --reason "$(REASON)")
 
 registry: install ## the model registry: versions and what each stage holds (gto show)
 	@$(PY) -m ops.registry show

@@ -170,7 +170,7 @@ clean: ## remove generated, untracked outputs (keeps tracked files, .venv, the D
 	git clean -fdX -- data models reports .bentoml .pytest_cache test-artifacts build
 
 # --- Monitoring: Prometheus rules, Grafana dashboard, prediction log, drift ---------------------
-.PHONY: drift monitoring-check bench-log dashboard-shot
+.PHONY: drift monitoring-check bench-log bench-shadow dashboard-shot
 DRIFT_WINDOW ?= 500
 DRIFT_MIN_FLOWERS ?= 50
 DRIFT_LOG_DIR ?= $(or $(IRIS_MONITOR_DIR),$(CURDIR)/.monitor)
@@ -188,6 +188,10 @@ monitoring-check: ## promtool: check the Prometheus config and rules, run the al
 bench-log: bento ## what the prediction log costs /classify: log on vs off, alternated (needs wrk); a section of docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "bench-log: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	$(PY) -m bench.prediction_log
+
+bench-shadow: bento ## what a shadow model costs clients: /classify req/s + p99 at 32 connections, batch flowers/s, shadow on vs off alternated (needs wrk); a section of docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "bench-shadow: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
+	$(PY) -m bench.shadow
 
 bench-compare: install ## this commit vs BASELINE (a git ref), each served from its own source, alternated (needs wrk): a section of docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "bench-compare: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }

@@ -32,7 +32,7 @@ import orjson
 
 from iris_classifier.data.production_log import SHADOW_NAME, data_files, monitor_dir
 from iris_classifier.domain.schema import FEATURES, SPECIES
-from iris_classifier.monitoring.feedback import read_labels
+from iris_classifier.monitoring.feedback import logged_flowers, read_labels
 from iris_classifier.project.params import load_params
 from iris_classifier.project.paths import REPORTS_DIR, ROOT
 from iris_classifier.retraining.decision import mcnemar_p
@@ -188,19 +188,34 @@ def shadow_report(log_dir: Path, version: str | None = None, params_path: Path |
         "rules": {key: rules[key] for key in sorted(rules) if key != "alert_agreement"},
     }
     figures["verdict"], figures["reasons"] = judge(figures, rules)
-    figures["disagreements"] = [
-        {
-            "request_id": str(flower["request_id"]),
-            "index": int(flower["index"]),
-            **{name: flower[name] for name in FEATURES},
-            "champion": flower["champion_species"],
-            "challenger": flower["shadow_species"],
-            "label": label["species"] if label is not None else None,
-        }
+    figures["disagreements"] = disagreements(log_dir, flowers, truth_of)
+    return figures
+
+
+def disagreements(log_dir: Path, flowers: list[dict[str, Any]], truth_of: list[dict | None]) -> list[dict[str, Any]]:
+    """The first DISAGREEMENTS_SHOWN flowers the two models disagree on, with their measurements from the prediction
+    log (same request id and row; None when rotated away) and their label."""
+    shown = [
+        (flower, label)
         for flower, label in zip(flowers, truth_of, strict=True)
         if flower["champion_species"] != flower["shadow_species"]
     ][:DISAGREEMENTS_SHOWN]
-    return figures
+    logged = logged_flowers(log_dir, {str(flower["request_id"]) for flower, _ in shown})
+    rows = []
+    for flower, label in shown:
+        key = (str(flower["request_id"]), int(flower["index"]))
+        measured = logged.get(key, {})
+        rows.append(
+            {
+                "request_id": key[0],
+                "index": key[1],
+                **{name: measured.get(name) for name in FEATURES},
+                "champion": flower["champion_species"],
+                "challenger": flower["shadow_species"],
+                "label": label["species"] if label is not None else None,
+            }
+        )
+    return rows
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -9,17 +9,19 @@ resolves it itself), or a model tag (`iris_classifier:...`). Unset: no shadow, a
 What a client gets never changes: the service offers each answered request's rows, the served model's
 probabilities and the request id (`offer`, `offer_one`), which only appends them to a bounded queue (at most
 `IRIS_SHADOW_QUEUE_FLOWERS` flowers). A background thread takes the whole queue every SWEEP_SECONDS (sooner
-once a full batch waits), classifies it with the shadow model in one call per CHUNK_FLOWERS, and logs one line
-per flower. Work that does not fit is shed, never waited for: when the queue is full, when the pod's memory is
+once a full batch waits), classifies it with the shadow model in one call per CHUNK_FLOWERS, and writes one log
+line per flower; it works at most `IRIS_SHADOW_CPU_SHARE` (CPU_SHARE) of the time and rests the remainder.
+Work that does not fit is shed, never waited for: when the queue is full, when the pod's memory is
 near its limit, or when the clients' own many-flower requests hold more than half the admission budget (their
 work comes first). A shadow that cannot be loaded leaves the service serving without one; a shadow call that
 raises loses those flowers' shadow answers. Both are logged, counted (`iris_shadow_errors_total`) and said by
 `GET /model`'s "shadow".
 
 The shadow log: `$IRIS_MONITOR_DIR/iris_shadow/data/data.<host>.<worker>.log`, written and rotated by the
-prediction log's own writer (BufferedMonitor), one JSON line per flower: its row `index` in the request, the
-measurements, both versions, both species, both probabilities, the shadow call's latency, and the
-`timestamp` and `request_id` (the id `/feedback` takes) the writer adds.
+prediction log's own writer (BufferedMonitor), one JSON line per flower: its row `index` in the request, both
+versions, both species, the probability each model gave its species, the shadow call's latency, and the
+`timestamp` and `request_id` (the id `/feedback` takes) the writer adds (the measurements are in the prediction
+log under the same request id and row).
 """
 
 from __future__ import annotations
@@ -56,17 +58,23 @@ MAX_QUEUED_FLOWERS = 20_000  # two full batches: beyond that the shadow is behin
 QUEUED_FLOWER_BYTES = 1024
 CHUNK_FLOWERS = 10_000  # flowers per shadow model call
 SWEEP_SECONDS = 0.05  # the queue is taken at least this often: many one-flower requests make one model call
+# The shadow's thread works at most this share of the time (classifying and writing its log), then rests: it
+# competes with the requests for the GIL and the cores, so under load its queue fills and it sheds, by design.
+CPU_SHARE = 0.2
+CPU_SHARE_ENV = "IRIS_SHADOW_CPU_SHARE"
 ERROR_LOG_EVERY = 100  # a failing shadow logs its first error, then every this many
 
+# Per flower, beside the writer's timestamp and request id. The measurements and the served model's probabilities
+# per species are in the prediction log under the same request id; each probability here is of the species its
+# model chose. Eight columns, not sixteen: the writer's cost per flower is per column.
 LOG_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("index", "feature", "numerical"),
-    *((name, "feature", "numerical") for name in FEATURES),
     ("champion_version", "prediction", "categorical"),
     ("shadow_version", "prediction", "categorical"),
     ("champion_species", "prediction", "categorical"),
     ("shadow_species", "prediction", "categorical"),
-    *((f"champion_probability_{name}", "prediction", "numerical") for name in SPECIES),
-    *((f"shadow_probability_{name}", "prediction", "numerical") for name in SPECIES),
+    ("champion_probability", "prediction", "numerical"),
+    ("shadow_probability", "prediction", "numerical"),
     ("shadow_latency_ms", "prediction", "numerical"),
 )
 
@@ -147,6 +155,7 @@ class Shadow:
         log_dir: Path,
         admission: Admission | None = None,
         max_queued: int = MAX_QUEUED_FLOWERS,
+        cpu_share: float = CPU_SHARE,
         **rotation: int,
     ) -> None:
         self.predictor = predictor
@@ -156,6 +165,7 @@ class Shadow:
         self.champion_version = champion_version
         self.admission = admission
         self.max_queued = max_queued
+        self.cpu_share = min(1.0, max(0.01, cpu_share))
         self.reserved_bytes = max_queued * QUEUED_FLOWER_BYTES
         # (request id, rows, probabilities, single) per request; `queued` flowers in all, at most max_queued
         self.pending: list[tuple[str, Any, Any, bool]] = []
@@ -212,9 +222,13 @@ class Shadow:
     @staticmethod
     def _run(ref: weakref.ref[Shadow]) -> None:
         while (shadow := ref()) is not None:
-            wake = shadow.wake
-            shadow.flush()
+            wake, share = shadow.wake, shadow.cpu_share
+            started = time.perf_counter()
+            shadow.write_log()
+            busy = time.perf_counter() - started
             del shadow  # no strong reference while asleep
+            if busy > 0.001:  # the duty cycle: rest so that the shadow's work stays within its share of the time
+                time.sleep(busy * (1 / share - 1))
             wake.wait(SWEEP_SECONDS)
             wake.clear()
 
@@ -270,39 +284,38 @@ class Shadow:
     def _log(self, batches, singles, rows, champion, shadow, champion_best, shadow_best, latency_ms) -> None:
         names = np.array(SPECIES, dtype=object)
         latency = round(latency_ms, 4)
-        # columns as C-contiguous rows (the log's encoder takes an array's values in one call only then)
-        features, champion_columns, shadow_columns = (np.ascontiguousarray(m.T) for m in (rows, champion, shadow))
+        everyone = np.arange(len(rows))
+        champion_chance = champion[everyone, champion_best]
+        shadow_chance = shadow[everyone, shadow_best]
         offset = 0
         for request_id, batch_rows, _, _ in batches:
             count = len(batch_rows)
             part = slice(offset, offset + count)
             columns = [
-                np.arange(count),
-                *features[:, part],
+                everyone[:count],
                 [self.champion_version] * count,
                 [self.version] * count,
                 names[champion_best[part]].tolist(),
                 names[shadow_best[part]].tolist(),
-                *champion_columns[:, part],
-                *shadow_columns[:, part],
+                champion_chance[part],
+                shadow_chance[part],
                 [latency] * count,
             ]
             self.log.queue_columns(columns, request_id)
             offset += count
-        for number, (request_id, values, probabilities, _) in enumerate(singles, start=offset):
+        for number in range(offset, len(rows)):
             self.log.queue_row(
                 (
                     0,
-                    *values,
                     self.champion_version,
                     self.version,
                     SPECIES[champion_best[number]],
                     SPECIES[shadow_best[number]],
-                    *probabilities,
-                    *shadow[number].tolist(),
+                    float(champion_chance[number]),
+                    float(shadow_chance[number]),
                     latency,
                 ),
-                request_id,
+                singles[number - offset][0],
             )
 
     def describe(self) -> dict[str, Any]:
@@ -348,6 +361,7 @@ def shadow_from_environment(
         shadow_errors_total.labels(stage="load").inc()
         return NoShadow(requested, reason)
     max_queued = int(os.environ.get(QUEUE_ENV) or MAX_QUEUED_FLOWERS)
+    cpu_share = float(os.environ.get(CPU_SHARE_ENV) or CPU_SHARE)
     shadow = Shadow(
         predictor=predictor,
         version=version,
@@ -357,6 +371,7 @@ def shadow_from_environment(
         log_dir=log_dir,
         admission=admission,
         max_queued=max_queued,
+        cpu_share=cpu_share,
         **rotation,
     )
     logger.info("shadow: %s (%s) sees every flower; its answers go to %s only", version, tag, shadow.log.data_path)

@@ -150,12 +150,12 @@ secrets: install ## scan every tracked file for secrets against .secrets.baselin
 	git ls-files -z | xargs -0 detect-secrets-hook --baseline .secrets.baseline
 	@echo "secrets: no new secrets in tracked files"
 
-lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfile.retrain with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
+lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift, .retrain and .promote with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
 	cd ops/groovy-lint && npm ci --no-audit --no-fund --silent
 	@# the linter leaves a CodeNarc server running: stop it whatever the verdict
 	@# one run for the three files: the CodeNarc server starts once (~37 s instead of ~86 s)
 	cd ops/groovy-lint && { status=0; \
-	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain \
+	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain ../../Jenkinsfile.promote \
 	    || status=1; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
 

@@ -83,8 +83,8 @@ serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000);
 	@shadow="$$($(PY) -m iris_classifier.registry.stage_model serve-env "$(SHADOW)")" && \
 	  eval "exec env $$shadow bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)"
 
-image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
-	@$(PY) -m ops.image build
+image: install ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels); SHADOW=staging|x.y.z: <commit>-shadow-vX.Y.Z, carrying that model too
+	@$(PY) -m ops.image build $(if $(SHADOW),--shadow "$(SHADOW)")
 
 run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT; waits for /readyz
 	@$(PY) -m ops.image run --port $(PORT)
@@ -275,7 +275,7 @@ test-publish: install ## real registry: push, digest pin, signature policy, SBOM
 .PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy
 K8S_ENV = $(or $(ENV),staging)
 K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(VERSION),--version $(VERSION)) \
-                 $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD)
+                 $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD) $(if $(SHADOW),--shadow "$(SHADOW)")
 
 k8s-render: install ## render deploy/k8s/overlays/ENV to build/k8s/ENV.yaml [IMAGE_TAG=<commit> | VERSION=x.y.z] [REGISTRY=...]; by digest when published
 	@$(PY) -m ops.k8s render --env $(K8S_ENV) $(K8S_IMAGE_ARGS) $(if $(K8S_OUT),--out-dir $(K8S_OUT))

@@ -40,7 +40,10 @@ from iris_classifier.serving.middleware import MAX_BODY_BYTES, RequestGuard
 from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.serving.settings import freeze_heap, head_limits, server_settings
-from iris_classifier.serving.shadow import shadow_from_environment  # IRIS_SHADOW: a second model, answers logged only
+from iris_classifier.serving.shadow import (  # IRIS_SHADOW: a second model, answers logged only
+    shadow_from_environment,
+    shadow_model_to_pack,
+)
 from iris_classifier.serving.status_metrics import append_status_metrics  # readiness, memory, drift
 from iris_classifier.serving.v2 import routes as v2
 from iris_classifier.serving.v2.errors import EXCEPTION_HANDLERS as V2_ERROR_HANDLERS
@@ -126,6 +129,8 @@ class IrisClassifier:
     """Classifies iris flowers from four measurements in cm."""
 
     model = bentoml.models.BentoModel(MODEL_CARD.tag)
+    if shadow_tag := shadow_model_to_pack():  # packed into the Bento beside the served model (docs/shadow.md)
+        shadow_model = bentoml.models.BentoModel(shadow_tag)
 
     def __init__(self) -> None:
         # The forest's lookup table is built beside the first requests (the session answers them meanwhile).

@@ -378,6 +378,21 @@ def shadow_from_environment(
     return shadow
 
 
+def shadow_model_to_pack() -> str | None:
+    """The shadow model's tag when IRIS_SHADOW_MODEL names one the store holds: the service declares it, so a
+    Bento built with a shadow (`make bento SHADOW=...`) carries it into the image; else None."""
+    tag = os.environ.get(MODEL_ENV)
+    if not tag:
+        return None
+    import bentoml
+
+    try:
+        bentoml.models.get(tag)
+    except Exception:  # not in this store: the shadow's load says why, the service never fails for it
+        return None
+    return tag
+
+
 class ShadowUnavailable(RuntimeError):
     """The shadow's name resolves to no model; the message says why."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -266,3 +267,57 @@ def test_force_promotes_without_evidence_and_records_the_reason(staged_copy):
     rolled = copy.make("promote", "VERSION=1.0.0", "STAGE=production")
     assert "a rollback to a version production served before (iris-classifier#production#" in rolled.stdout
     assert "production: iris-classifier@v1.0.0" in which_production(copy)
+
+
+def test_a_production_bento_built_with_the_staged_shadow_carries_it_into_a_store_without_a_registry(
+    staged_copy, tmp_path, artifacts_dir
+):
+    """What an image is: the production commit's Bento built with SHADOW=staging, exported, imported into an empty
+    BentoML home and served outside any git checkout, with the environment the production overlay renders."""
+    copy = staged_copy
+    copy.make("k8s-render", "ENV=production", "SHADOW=staging")
+    rendered = (copy.path / "build" / "k8s" / "production.yaml").read_text()
+    staged = serve_env(copy, "staging")
+    assert f"name: IRIS_SHADOW\n          value: {staged['IRIS_SHADOW']}" in rendered
+    assert f"name: IRIS_SHADOW_MODEL\n          value: {staged['IRIS_SHADOW_MODEL']}" in rendered
+
+    copy.git("checkout", "-q", "iris-classifier@v1.0.0")  # the production commit, its model from the DVC cache
+    run([str(ROOT / ".venv" / "bin" / "dvc"), "checkout", "--quiet"], cwd=copy.path, env=copy.env)
+    python = str(ROOT / ".venv" / "bin" / "python")
+    built = run(
+        [python, "-m", "iris_classifier.registry.bento", "build", "--shadow", "staging"], cwd=copy.path, env=copy.env
+    )
+    bento = re.search(r"bento: built (\S+)", built.stdout).group(1)
+    assert bento.endswith("-shadow-v1.1.0"), built.stdout
+    exported = tmp_path / "production-with-shadow.bento"
+    run([str(ROOT / ".venv" / "bin" / "bentoml"), "export", bento, str(exported)], cwd=copy.path, env=copy.env)
+    home = tmp_path / "empty-home"  # an image's store: the Bento and the models it packed, no git, no registry
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run(
+        [str(ROOT / ".venv" / "bin" / "bentoml"), "import", str(exported)],
+        cwd=elsewhere,
+        env={"BENTOML_HOME": str(home)},
+    )
+    monitor = tmp_path / "monitor"
+    server = Server(
+        bento,
+        cwd=elsewhere,
+        env={"BENTOML_HOME": str(home), "IRIS_MONITOR_DIR": str(monitor), **staged},
+        home=str(home),
+        log_path=artifacts_dir / "serve-shadow-bento.log",
+    ).start()
+    try:
+        card = requests.get(f"{server.url}/model", timeout=10).json()
+        said = classify_and_label(server.url, new_variety(30, seed=31), ["virginica"] * 30)
+        wait_for_shadow_log(monitor, 30)
+    finally:
+        server.stop(keep_home=True)
+    assert card["tag"] == production_tag(copy) and card["registry_version"] == "v1.0.0"
+    assert card["shadow"]["active"] is True and card["shadow"]["version"] == "v1.1.0", card["shadow"]
+    assert said.count("versicolor") >= 27  # the clients get production's answers
+    lines = [
+        json.loads(line) for path in monitor.glob("iris_shadow/data/*.log") for line in path.read_text().splitlines()
+    ]
+    assert {line["shadow_version"] for line in lines} == {"v1.1.0"}
+    assert sum(line["shadow_species"] == "virginica" for line in lines) >= 27

@@ -169,7 +169,11 @@ class IrisClassifier:
         )
         V2_SERVED.endpoints = self.v2
         self.shadow = shadow_from_environment(
-            champion_version=self.version, log_dir=monitor_dir(), admission=ADMISSION, **self.memory.log_rotation()
+            champion_version=self.version,
+            log_dir=monitor_dir(),
+            admission=ADMISSION,
+            log_in_memory=self.memory.log_in_memory,
+            **self.memory.log_rotation(),
         )
         freeze_heap()
         budget = self.memory.budget(workers=server_settings()["workers"], reserved_bytes=self.shadow.reserved_bytes)

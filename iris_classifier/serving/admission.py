@@ -217,7 +217,7 @@ class Budget:
     workers: int
     how: str
     slots: int = 1  # batches that may execute at once
-    reserved_bytes: int = 0  # held for other work of the worker's: a shadow model's queue (serving/shadow.py)
+    reserved_bytes: int = 0  # held for other work of the worker's: a shadow's queue and log (serving/shadow.py)
 
     def describe(self) -> str:
         mib = 2**20
@@ -226,7 +226,7 @@ class Budget:
         derived = (
             f"({self.limit_bytes / mib:,.0f} MiB {self.limit_source} - {self.baseline_bytes / mib:,.0f} MiB in use "
             f"- {self.log_bytes / mib:,.0f} MiB prediction log in memory - {self.reserved_bytes / mib:,.0f} MiB "
-            f"shadow queue - {self.headroom_bytes / mib:,.0f} MiB headroom) / {self.flower_cost_bytes:,} bytes per "
+            f"shadow - {self.headroom_bytes / mib:,.0f} MiB headroom) / {self.flower_cost_bytes:,} bytes per "
             f"flower / {self.workers} worker(s)"
         )
         return (

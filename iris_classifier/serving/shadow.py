@@ -156,6 +156,7 @@ class Shadow:
         admission: Admission | None = None,
         max_queued: int = MAX_QUEUED_FLOWERS,
         cpu_share: float = CPU_SHARE,
+        log_in_memory: bool = False,
         **rotation: int,
     ) -> None:
         self.predictor = predictor
@@ -166,7 +167,9 @@ class Shadow:
         self.admission = admission
         self.max_queued = max_queued
         self.cpu_share = min(1.0, max(0.01, cpu_share))
-        self.reserved_bytes = max_queued * QUEUED_FLOWER_BYTES
+        # its queue at most, and its log's files when they live in memory (a tmpfs: rotated like the prediction log)
+        log_files = rotation.get("max_bytes", 0) * (rotation.get("backup_count", 0) + 1) if log_in_memory else 0
+        self.reserved_bytes = max_queued * QUEUED_FLOWER_BYTES + log_files
         # (request id, rows, probabilities, single) per request; `queued` flowers in all, at most max_queued
         self.pending: list[tuple[str, Any, Any, bool]] = []
         self.queued = 0
@@ -344,7 +347,12 @@ def _flowers(entry: tuple[str, Any, Any, bool]) -> int:
 
 
 def shadow_from_environment(
-    *, champion_version: str, log_dir: Path, admission: Admission | None = None, **rotation: int
+    *,
+    champion_version: str,
+    log_dir: Path,
+    admission: Admission | None = None,
+    log_in_memory: bool = False,
+    **rotation: int,
 ) -> Shadow | NoShadow:
     """The shadow IRIS_SHADOW names, loaded; or NoShadow (none named, or why it could not be loaded: logged)."""
     requested = os.environ.get(SHADOW_ENV, "").strip()
@@ -372,6 +380,7 @@ def shadow_from_environment(
         admission=admission,
         max_queued=max_queued,
         cpu_share=cpu_share,
+        log_in_memory=log_in_memory,
         **rotation,
     )
     logger.info("shadow: %s (%s) sees every flower; its answers go to %s only", version, tag, shadow.log.data_path)

@@ -18,6 +18,7 @@ DEMO_PORT ?= 7860
 DVC_REMOTE ?= local
 GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 PYTEST_ARGS ?=
+SHADOW ?= $(IRIS_SHADOW)
 
 # Everything runs from the project's venv, whose .pth hook sets the BentoML home (.bentoml/) and telemetry off.
 export PATH := $(VENV)/bin:$(PATH)
@@ -77,12 +78,14 @@ run: pipeline ## fresh clone -> pipeline -> model -> Bento -> API and UI on http
 bento: install ## build the Bento iris_classifier:<git commit> with the model's provenance labels
 	@$(PY) -m iris_classifier.registry.bento build
 
-serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000), gRPC (Open Inference Protocol) on HOST:GRPC_PORT (3001)
+serve: bento ## serve this commit's Bento on HOST:PORT (default 127.0.0.1:3000), gRPC on HOST:GRPC_PORT (3001); SHADOW=staging|vX.Y.Z: a shadow model beside it
 	@echo "serve: API http://$(HOST):$(PORT)/  (OpenAPI page /, document /docs.json, model /model, metrics /metrics)  UI http://$(HOST):$(PORT)/ui/  gRPC $(HOST):$(GRPC_PORT)"
-	IRIS_GRPC_HOST=$(HOST) IRIS_GRPC_PORT=$(GRPC_PORT) bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)
+	@# SHADOW (or IRIS_SHADOW) is resolved here, where the registry is, into the model's tag (docs/shadow.md)
+	@shadow="$$($(PY) -m iris_classifier.registry.stage_model serve-env "$(SHADOW)")" && \
+	  eval "exec env $$shadow IRIS_GRPC_HOST=$(HOST) IRIS_GRPC_PORT=$(GRPC_PORT) bentoml serve $$($(PY) -m iris_classifier.registry.bento tag) --host $(HOST) --port $(PORT)"
 
-image: bento ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels)
-	@$(PY) -m ops.image build
+image: install ## build the Docker image iris-classifier:<git commit> (bentoml containerize, OCI labels); SHADOW=staging|x.y.z: <commit>-shadow-vX.Y.Z, carrying that model too
+	@$(PY) -m ops.image build $(if $(SHADOW),--shadow "$(SHADOW)")
 
 run-image: install ## replace this project's container (by name) with iris-classifier:<commit> on PORT (gRPC on GRPC_PORT); waits for /readyz
 	@$(PY) -m ops.image run --port $(PORT) --grpc-port $(GRPC_PORT)
@@ -151,12 +154,12 @@ secrets: install ## scan every tracked file for secrets against .secrets.baselin
 	git ls-files -z | xargs -0 detect-secrets-hook --baseline .secrets.baseline
 	@echo "secrets: no new secrets in tracked files"
 
-lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift and Jenkinsfile.retrain with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
+lint-jenkinsfile: ## parse and lint Jenkinsfile, Jenkinsfile.drift, .retrain and .promote with npm-groovy-lint (pinned in ops/groovy-lint; needs node + java)
 	cd ops/groovy-lint && npm ci --no-audit --no-fund --silent
 	@# the linter leaves a CodeNarc server running: stop it whatever the verdict
 	@# one run for the three files: the CodeNarc server starts once (~37 s instead of ~86 s)
 	cd ops/groovy-lint && { status=0; \
-	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain \
+	  npx --no-install npm-groovy-lint --failon error --output txt ../../Jenkinsfile ../../Jenkinsfile.drift ../../Jenkinsfile.retrain ../../Jenkinsfile.promote \
 	    || status=1; \
 	  npx --no-install npm-groovy-lint --killserver >/dev/null 2>&1; exit $$status; }
 
@@ -181,7 +184,7 @@ clean: ## remove generated, untracked outputs (keeps tracked files, .venv, the D
 	git clean -fdX -- data models reports .bentoml .pytest_cache test-artifacts build
 
 # --- Monitoring: Prometheus rules, Grafana dashboard, prediction log, drift ---------------------
-.PHONY: drift monitoring-check bench-log dashboard-shot
+.PHONY: drift monitoring-check bench-log bench-shadow dashboard-shot
 DRIFT_WINDOW ?= 500
 DRIFT_MIN_FLOWERS ?= 50
 DRIFT_LOG_DIR ?= $(or $(IRIS_MONITOR_DIR),$(CURDIR)/.monitor)
@@ -200,6 +203,10 @@ bench-log: bento ## what the prediction log costs /classify: log on vs off, alte
 	@command -v wrk >/dev/null || { echo "bench-log: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	$(PY) -m bench.prediction_log
 
+bench-shadow: bento ## what a shadow model costs clients: /classify req/s + p99 at 32 connections, batch flowers/s, shadow on vs off alternated (needs wrk); a section of docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "bench-shadow: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
+	$(PY) -m bench.shadow
+
 bench-compare: install ## this commit vs BASELINE (a git ref), each served from its own source, alternated (needs wrk): a section of docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "bench-compare: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	@test -n "$(BASELINE)" || { echo "bench-compare: name the baseline: make bench-compare BASELINE=<commit or tag> [CONTENDERS='HEAD HEAD,IRIS_PREDICTION_LOG=0']"; exit 2; }
@@ -209,11 +216,14 @@ dashboard-shot: install ## serve + Prometheus + traffic + drift check, then docs
 	$(PY) -m ops.monitoring_shots
 
 # --- The feedback loop: labels from /feedback -> live accuracy -> retrain -> staging only if better ---
-.PHONY: retrain retrain-push feedback-report
+.PHONY: retrain retrain-push feedback-report shadow-report
 FEEDBACK_JSON ?= $(CURDIR)/reports/feedback-live.json
 
 retrain: install ## labels + prediction log (IRIS_MONITOR_DIR) -> new data version -> challenger vs production -> staging if better: reports/retrain.{json,html}
 	$(PY) -m iris_classifier.retraining.job
+
+shadow-report: install ## shadow log + labels (IRIS_MONITOR_DIR) -> challenger vs champion on live flowers: reports/shadow.{json,html} [VERSION=x.y.z]; exit 0 pass, 1 fail, 2 insufficient
+	$(PY) -m iris_classifier.retraining.shadow_report $(if $(VERSION),--version "$(VERSION)")
 
 retrain-push: install ## after a promotion (reports/retrain.json): push its commit to BRANCH and its release and staging tags
 	@$(PY) -m iris_classifier.retraining.job --push "$(BRANCH)"
@@ -227,8 +237,8 @@ feedback-report: install ## live accuracy and confusion matrix from the labels s
 release: install ## register this commit's model: make release VERSION=x.y.z (clean tree, reproduced, gate passed; PUSH=1 pushes the tag)
 	@$(PY) -m ops.registry release "$(VERSION)" $(if $(PUSH),--push)
 
-promote: install ## assign a stage: make promote VERSION=x.y.z STAGE=staging|production (no rebuild; PUSH=1 pushes the tag)
-	@$(PY) -m ops.registry promote "$(VERSION)" "$(STAGE)" $(if $(PUSH),--push)
+promote: install ## assign a stage: make promote VERSION=x.y.z STAGE=staging|production (production: a passing make shadow-report, or FORCE=1 REASON="..."; PUSH=1 pushes the tag)
+	@$(PY) -m ops.registry promote "$(VERSION)" "$(STAGE)" $(if $(PUSH),--push) $(if $(FORCE),--force --reason "$(REASON)")
 
 registry: install ## the model registry: versions and what each stage holds (gto show)
 	@$(PY) -m ops.registry show
@@ -279,7 +289,7 @@ test-publish: install ## real registry: push, digest pin, signature policy, SBOM
 .PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy
 K8S_ENV = $(or $(ENV),staging)
 K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(VERSION),--version $(VERSION)) \
-                 $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD)
+                 $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD) $(if $(SHADOW),--shadow "$(SHADOW)")
 
 k8s-render: install ## render deploy/k8s/overlays/ENV to build/k8s/ENV.yaml [IMAGE_TAG=<commit> | VERSION=x.y.z] [REGISTRY=...]; by digest when published
 	@$(PY) -m ops.k8s render --env $(K8S_ENV) $(K8S_IMAGE_ARGS) $(if $(K8S_OUT),--out-dir $(K8S_OUT))

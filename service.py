@@ -42,6 +42,10 @@ from iris_classifier.serving.openapi import OpenAPI30Fixes
 from iris_classifier.serving.prediction_log import PredictionLog  # every flower, via bentoml.monitor
 from iris_classifier.serving.private_apis import BATCH_FAST_PATH, BOUNDED_REQUEST_HEAD, RESPONSE_START_TIMEOUT
 from iris_classifier.serving.settings import freeze_heap, head_limits, server_settings
+from iris_classifier.serving.shadow import (  # IRIS_SHADOW: a second model, answers logged only
+    shadow_from_environment,
+    shadow_model_to_pack,
+)
 from iris_classifier.serving.status_metrics import append_status_metrics  # readiness, memory, drift
 from iris_classifier.serving.v2 import routes as v2
 from iris_classifier.serving.v2.errors import EXCEPTION_HANDLERS as V2_ERROR_HANDLERS
@@ -146,6 +150,8 @@ class IrisClassifier:
     """Classifies iris flowers from four measurements in cm."""
 
     model = bentoml.models.BentoModel(MODEL_CARD.tag)
+    if shadow_tag := shadow_model_to_pack():  # packed into the Bento beside the served model (docs/shadow.md)
+        shadow_model = bentoml.models.BentoModel(shadow_tag)
 
     def __init__(self) -> None:
         # The forest's lookup table is built beside the first requests (the session answers them meanwhile).
@@ -182,8 +188,16 @@ class IrisClassifier:
             request_id=bentoml_compat.request_id,
         )
         V2_SERVED.endpoints = self.v2
+        self.shadow = shadow_from_environment(
+            champion_version=self.version,
+            log_dir=monitor_dir(),
+            admission=ADMISSION,
+            log_in_memory=self.memory.log_in_memory,
+            **self.memory.log_rotation(),
+        )
         freeze_heap()
-        ADMISSION.configure(self.memory.budget(workers=server_settings()["workers"]), self.memory.pressure_check())
+        budget = self.memory.budget(workers=server_settings()["workers"], reserved_bytes=self.shadow.reserved_bytes)
+        ADMISSION.configure(budget, self.memory.pressure_check())
         self.ready = True
         ui.build_soon()  # the web UI in the background, after readiness (iris_classifier/serving/lazy_ui.py)
 
@@ -205,6 +219,7 @@ class IrisClassifier:
     def write_prediction_log(self) -> None:
         """A graceful stop (SIGTERM) writes the queued prediction log before the worker exits (the worker
         never runs atexit hooks); accepted labels are on disk already (fsynced before their 2xx)."""
+        self.shadow.write_log()
         self.prediction_log.flush()
 
     def __is_ready__(self) -> bool:
@@ -234,6 +249,7 @@ class IrisClassifier:
         species_names = self.species_names[best].tolist()
         self.prediction_log.record_batch(rows, species_names, probabilities, request_id)
         self.remember(request_id, species_names)
+        self.shadow.offer(rows, probabilities, request_id)  # shadow hook: queued only, never changes the answer
         return probabilities, species_names
 
     def _warnings(self, rows: np.ndarray) -> list[list[str]]:
@@ -314,6 +330,7 @@ class IrisClassifier:
             "lookup_table_cells": self.predictor.grid.cells if self.predictor.grid is not None else 0,
             "bento_commit": bentoml.server_context.bento_version,
             **served_release(bentoml_compat.serving_bento_labels(IrisClassifier)),
+            "shadow": self.shadow.describe(),  # null without a shadow; why it is off when it failed
         }
 
     # Open Inference Protocol (KServe V2): thin routes over iris_classifier/serving/v2/ (refusals raise

@@ -258,12 +258,12 @@ def container_state(container: str) -> dict[str, Any]:
 
 
 def admission_metrics(url: str) -> dict[str, float]:
-    """The shed counters and admission gauges from /metrics (empty when it does not answer)."""
+    """The shed counters, admission gauges and a shadow's counters from /metrics (empty when it does not answer)."""
     try:
         text = requests.get(f"{url}/metrics", timeout=10).text
     except requests.RequestException:
         return {}
-    wanted = ("iris_requests_shed_total", "iris_admission_", "iris_prediction_log_dropped_total")
+    wanted = ("iris_requests_shed_total", "iris_admission_", "iris_prediction_log_dropped_total", "iris_shadow_")
     return {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(wanted)
     }

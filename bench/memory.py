@@ -119,17 +119,19 @@ def peak_anon_while(sample: Any, work: Any) -> tuple[int, Any]:
     return peak, result
 
 
-def measure_image(image: str, *, concurrency: list[int], seconds: float, memory: str | None) -> ImageMemory:
+def measure_image(
+    image: str, *, concurrency: list[int], seconds: float, memory: str | None, env: dict[str, str] | None = None
+) -> ImageMemory:
     """Per admission setting and route, a fresh container: idle, then K = each of `concurrency` in turn (rising);
     the allocator keeps what it took, so each K's figure is the high-water mark over idle."""
     native, v2, _ = batch_bodies()
     bodies = {"/classify_batch": native, V2_PATH: v2}
     found = ImageMemory(image=image)
-    for setting, env in (("off", {"IRIS_ADMISSION": "off"}), ("on", {})):
+    for setting, admission in (("off", {"IRIS_ADMISSION": "off"}), ("on", {})):
         for route, body in bodies.items():
             constraints = production_constraints(memory)
             constraints.image = image
-            constraints.env = {**constraints.env, **env}
+            constraints.env = {**constraints.env, **admission, **(env or {})}
             name = f"iris-flood-memory-{os.getpid()}"
             port = k8s.free_port()
             with k8s.running_pod(constraints, name=name, port=port) as url:
@@ -228,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="an older image, measured the same way after this one")
     parser.add_argument("--memory", default=None, help="memory limit (default: the production render's)")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="for the measured image only (not the "
+        "baseline), e.g. IRIS_SHADOW=<model tag>: the same image with a shadow model, against --baseline of itself",
+    )
     args = parser.parse_args(argv)
     image = args.image or production_constraints(None).image
     images = [image] + ([args.baseline] if args.baseline else [])
@@ -235,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode != 0:
             print(f"bench-memory: no image {name}; run `make image` first", file=sys.stderr)
             return 2
+    extra = dict(item.split("=", 1) for item in args.env)
     results = [
-        measure_image(name, concurrency=args.concurrency, seconds=args.seconds, memory=args.memory) for name in images
+        measure_image(
+            name, concurrency=args.concurrency, seconds=args.seconds, memory=args.memory, env=extra if at == 0 else None
+        )
+        for at, name in enumerate(images)
     ]
     text = render(results, "python -m bench.memory " + " ".join(argv or sys.argv[1:]), args.concurrency, args.seconds)
     print(text)

@@ -64,11 +64,13 @@ def image_tag(commit: str | None = None) -> str:
     return f"{IMAGE}:{commit or git_commit()}"
 
 
-def build() -> str:
+def build(shadow: str | None = None) -> str:
+    """The image of this commit's Bento; with `shadow`, of the Bento that also carries that version's model
+    (iris-classifier:<commit>-shadow-<version>: a production pod shadows it with IRIS_SHADOW, docs/shadow.md)."""
     import bentoml
 
     require_engine()
-    bento = build_bento()
+    bento = build_bento(shadow=shadow)
     commit = bento.split(":", 1)[1]
     card = ModelCard.read()
     base = ensure_base_image()
@@ -144,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GRPC_PORT", "3001")))
     parser.add_argument("--tag", default=None, help="image to run (default: this commit's)")
+    parser.add_argument("--shadow", default="", help="build: also pack this stage's or version's model")
     args = parser.parse_args(argv)
     if args.command == "build":
-        build()
+        build(shadow=args.shadow or None)
     elif args.command == "run":
         run(port=args.port, grpc_port=args.grpc_port, tag=args.tag)
     elif args.command == "stop":

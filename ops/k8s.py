@@ -115,8 +115,12 @@ def render(
     out_dir: Path = BUILD,
     record: Path = RECORD,
     digest: str | None = None,
+    shadow: str | None = None,
 ) -> Path:
     """`kubectl kustomize` of the overlay with the image set, written to <out_dir>/<env>.yaml.
+
+    `shadow` (a stage or version) sets the container's IRIS_SHADOW and IRIS_SHADOW_MODEL to that version and its
+    model's tag, resolved from the registry here (iris_classifier.registry.stage_model; docs/shadow.md).
 
     The image is pinned (repository@sha256:...) when `digest` is given or `record` holds this image's push;
     then checkov's digest check needs no skip, and the skip annotation is left out of the render.
@@ -137,6 +141,8 @@ def render(
         removals = [{"op": "remove", "path": f"/metadata/annotations/{key.replace('/', '~1')}"} for key in skips]
         deployment = {"kind": "Deployment", "name": DEPLOYMENT}
         kustomization["patches"] = [{"target": deployment, "patch": json.dumps(removals)}]
+    if shadow:
+        kustomization.setdefault("patches", []).append(shadow_patch(shadow))
     out_dir.mkdir(parents=True, exist_ok=True)
     # A throwaway kustomization on top of the overlay sets the image, so no tracked file is edited.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".render-{env}-") as work:
@@ -150,6 +156,24 @@ def render(
     header = f"# Rendered by `make k8s-render ENV={env}` from deploy/k8s/overlays/{env}; image {shown}\n"
     target.write_text(header + result.stdout)
     return target
+
+
+def shadow_patch(name: str) -> dict:
+    """A strategic-merge patch setting the container's shadow variables (merged by name) to `name`'s model."""
+    from iris_classifier.registry.stage_model import StageModelError, stage_model
+
+    try:
+        model = stage_model(name)
+    except StageModelError as error:
+        raise CheckFailed(f"k8s: SHADOW={name}: {error}") from None
+    env = [{"name": "IRIS_SHADOW", "value": model.version}, {"name": "IRIS_SHADOW_MODEL", "value": model.tag}]
+    patch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DEPLOYMENT},
+        "spec": {"template": {"spec": {"containers": [{"name": DEPLOYMENT, "env": env}]}}},
+    }
+    return {"target": {"kind": "Deployment", "name": DEPLOYMENT}, "patch": yaml.safe_dump(patch)}
 
 
 def documents(path: Path) -> list[dict]:
@@ -467,6 +491,7 @@ def deploy(
     record: Path = RECORD,
     out_dir: Path = BUILD,
     rollout_timeout: int = 300,
+    shadow: str | None = None,
 ) -> None:
     """Check the image's signature, render it by digest, apply, wait for the rollout, smoke-test through the
     Service; `rollout undo` if any of that fails after the apply. Nothing is applied unless the image is
@@ -495,7 +520,7 @@ def deploy(
             f"k8s-deploy: {reference} now answers {digest}, but {record} recorded {published.digest} when it was "
             "published: the tag was moved. Nothing was applied."
         )
-    path = render(env, tag=tag, registry=registry, out_dir=out_dir, record=record, digest=digest)
+    path = render(env, tag=tag, registry=registry, out_dir=out_dir, record=record, digest=digest, shadow=shadow)
     docs = documents(path)
     image = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     if "@sha256:" not in image:  # never reached through render(digest=...); the rule stated where it holds
@@ -538,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--registry", default=os.environ.get("REGISTRY") or None, help="e.g. registry.example.com/ml")
         sub.add_argument("--out-dir", type=Path, default=BUILD, help="where <env>.yaml goes (build/k8s)")
         sub.add_argument("--record", type=Path, default=Path(os.environ.get("IMAGE_RECORD") or RECORD))
+        sub.add_argument("--shadow", default=None, help="a stage or version the pods shadow (IRIS_SHADOW)")
     commands.choices["deploy"].add_argument("--pubkey", default=os.environ.get("SIGN_PUBKEY") or None)
     for name in ("validate", "scan"):
         commands.add_parser(name).add_argument("files", nargs="+", type=Path)
@@ -551,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
         args.tag = version_tag(args.version)
 
     if args.command == "render":
-        path = render(args.env, tag=args.tag, registry=args.registry, out_dir=args.out_dir, record=args.record)
+        path = render(
+            args.env, tag=args.tag, registry=args.registry, out_dir=args.out_dir, record=args.record, shadow=args.shadow
+        )
         image = find(documents(path), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
         print(f"k8s-render: wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ({image})")
     elif args.command == "validate":
@@ -575,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         deploy(
             args.env, tag=args.tag, registry=args.registry, public_key=Path(args.pubkey) if args.pubkey else None,
-            record=args.record, out_dir=args.out_dir,
+            record=args.record, out_dir=args.out_dir, shadow=args.shadow,
         )  # fmt: skip
     return 0
 

@@ -1,7 +1,9 @@
 """The model registry: release the current commit's model as a version, assign versions to stages (GTO tags).
 
 python -m ops.registry release VERSION [--push]        iris-classifier@vX.Y.Z on HEAD (reproduced, gate passed)
-python -m ops.registry promote VERSION STAGE [--push]  iris-classifier#STAGE#N on that version's commit
+python -m ops.registry promote VERSION STAGE [--push]  iris-classifier#STAGE#N on that version's commit; production
+       [--force --reason TEXT]                         only on a passing shadow report (iris_classifier.retraining
+                                                       .promotion), or forced with a recorded reason
 python -m ops.registry show                            versions and stages (gto show)
 python -m ops.registry which STAGE                     the version and commit a stage holds
 python -m ops.registry check-ref REF                   for CI: "EVENT VERSION STAGE" of a pushed ref
@@ -29,12 +31,12 @@ from iris_classifier.registry.versions import (
     Refused,
     check_ref,
     normalized,
-    promote,
     registered_versions,
     release,
     show,
     which,
 )
+from iris_classifier.retraining.promotion import gated_promote
 
 
 def push_target(version: str) -> str | None:
@@ -114,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument(argument, nargs="?", default="")
         if name in ("release", "promote"):
             sub.add_argument("--push", action="store_true", help="push the new tag to origin")
+        if name == "promote":
+            sub.add_argument("--force", action="store_true", help="production without a passing shadow report")
+            sub.add_argument("--reason", default="", help="why it is forced (recorded in the tag's message)")
     args = parser.parse_args(argv)
     if args.command == "release":
         release(args.version, push=args.push)
     elif args.command == "promote":
-        promote(args.version, args.stage, push=args.push)
+        gated_promote(args.version, args.stage, push=args.push, force=args.force, reason=args.reason)
     elif args.command == "show":
         show()
     elif args.command == "which":

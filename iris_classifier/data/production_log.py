@@ -6,6 +6,7 @@ import the server.
 
     $IRIS_MONITOR_DIR/iris_predictions/data/data.<host>.<worker>.log[.N]   one JSON line per classified flower
     $IRIS_MONITOR_DIR/feedback/labels.<host>.<pid>.jsonl             one JSON line per accepted label
+    $IRIS_MONITOR_DIR/iris_shadow/data/data.<host>.<worker>.log[.N]  one JSON line per flower a shadow model saw
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from iris_classifier.project.paths import ROOT
 LOG_DIR_ENV = "IRIS_MONITOR_DIR"
 DEFAULT_LOG_DIR = ROOT / ".monitor"  # gitignored
 MONITOR_NAME = "iris_predictions"
+SHADOW_NAME = "iris_shadow"  # the shadow log (iris_classifier.serving.shadow): same layout and rotation
 FEEDBACK_DIRNAME = "feedback"
 LABEL_FILE_GLOB = "labels.*.jsonl"
 

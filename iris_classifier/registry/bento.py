@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -12,9 +13,10 @@ from iris_classifier.project.paths import BENTOML, ROOT
 from iris_classifier.registry.versions import release_labels
 
 
-def bento_tag() -> str:
-    """One Bento per commit; a dirty work tree gets its own `-dirty` version, rebuilt each time."""
-    return f"{MODEL_NAME}:{git_commit()}"
+def bento_tag(shadow_version: str | None = None) -> str:
+    """One Bento per commit; a dirty work tree gets its own `-dirty` version, rebuilt each time; one that also
+    carries a shadow model (`make bento SHADOW=...`) is `<commit>-shadow-<version>`."""
+    return f"{MODEL_NAME}:{git_commit()}" + (f"-shadow-{shadow_version}" if shadow_version else "")
 
 
 def bento_exists(tag: str) -> bool:
@@ -28,10 +30,21 @@ def bento_exists(tag: str) -> bool:
     return True
 
 
-def build(*, force: bool = False) -> str:
+def build(*, force: bool = False, shadow: str | None = None) -> str:
+    """Build (or find) this commit's Bento; with `shadow` (a stage, a version), it also carries that version's
+    model, and its labels name it (`shadow_version`, `shadow_model`): served with IRIS_SHADOW and
+    IRIS_SHADOW_MODEL set to them, it shadows without a registry (an image, a pod)."""
     import bentoml
 
-    tag = bento_tag()
+    extra_env: dict[str, str] = {}
+    shadow_labels: dict[str, str] = {}
+    if shadow:
+        from iris_classifier.registry.stage_model import stage_model
+
+        held = stage_model(shadow)  # raises StageModelError, saying why
+        extra_env = {"IRIS_SHADOW_MODEL": held.tag}
+        shadow_labels = {"shadow_version": held.version, "shadow_model": held.tag}
+    tag = bento_tag(shadow_labels.get("shadow_version"))
     if tag.endswith("unknown"):
         raise SystemExit("bento: not a git checkout; the Bento is tagged with the git commit")
     ensure_model()
@@ -43,6 +56,7 @@ def build(*, force: bool = False) -> str:
         "held_out_accuracy": f"{card.held_out_accuracy:.4f}",
         "fast_path": card.fast_path,
         **release_labels(),  # model-registry version (GTO tag on this commit), or why there is none
+        **shadow_labels,
     }
     if bento_exists(tag):
         # A commit released after its Bento was built gets the Bento again, now naming its version.
@@ -54,7 +68,9 @@ def build(*, force: bool = False) -> str:
     command = [BENTOML, "build", str(ROOT), "--version", tag.split(":", 1)[1], "-o", "tag"]
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    # a shadow model is declared by the service (so packed) when IRIS_SHADOW_MODEL names it at build time
+    env = {key: value for key, value in os.environ.items() if key != "IRIS_SHADOW_MODEL"} | extra_env
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
     print(f"bento: built {tag} (registry: {labels['registry_ref']})")
     return tag
 
@@ -63,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["build", "tag"])
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--shadow", default="", help="also pack this stage's or version's model (SHADOW=)")
     args = parser.parse_args(argv)
     if args.command == "tag":
         print(bento_tag())
         return 0
+    from iris_classifier.registry.stage_model import StageModelError
+
     try:
-        build(force=args.force)
-    except ModelNotFoundError as error:
+        build(force=args.force, shadow=args.shadow or None)
+    except (ModelNotFoundError, StageModelError) as error:
         print(f"bento: {error}", file=sys.stderr)
         return 1
     return 0

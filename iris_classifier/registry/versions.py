@@ -215,7 +215,10 @@ def release(version: str, *, push: bool = False, root: Path = ROOT) -> str:
     return tag
 
 
-def promote(version: str, stage: str, *, push: bool = False, root: Path = ROOT) -> str | None:
+def promote(
+    version: str, stage: str, *, push: bool = False, root: Path = ROOT, evidence: str | None = None
+) -> str | None:
+    """Assign `stage` to `version`; `evidence` (why, e.g. the shadow report's figures) goes into the tag's message."""
     from gto.api import assign
 
     stages = allowed_stages(root)
@@ -241,7 +244,7 @@ def promote(version: str, stage: str, *, push: bool = False, root: Path = ROOT) 
         ARTIFACT,
         stage,
         version=version,
-        message=f"Promote {ARTIFACT} {version} to {stage}",
+        message=f"Promote {ARTIFACT} {version} to {stage}" + (f"\n\n{evidence}" if evidence else ""),
         push=False,
         force=True,  # a version that held the stage before (a rollback) gets a new assignment tag
     )
@@ -261,6 +264,16 @@ def show(root: Path = ROOT) -> None:
     for stage in allowed_stages(root):
         held = stage_holds(stage, root)
         print(f"{stage}: " + (f"{ARTIFACT}@{held[0]} ({held[2]})" if held else "nothing assigned"))
+        for line in assignment_evidence(held[2], root) if held else []:
+            print(f"  {line}")
+
+
+def assignment_evidence(tag: str, root: Path = ROOT) -> list[str]:
+    """What an assignment tag's message says beyond its first line: why the version holds the stage."""
+    message = subprocess.run(
+        ["git", "tag", "--list", "--format=%(contents)", tag], cwd=root, capture_output=True, text=True
+    ).stdout
+    return [line for line in message.strip().splitlines()[1:] if line.strip()]
 
 
 def which(stage: str, root: Path = ROOT) -> tuple[str, str] | None:
@@ -277,6 +290,8 @@ def which(stage: str, root: Path = ROOT) -> tuple[str, str] | None:
 
     model = artifacts_show(ARTIFACT, stage=stage, repo=str(root))
     print(f"{stage}: {ARTIFACT}@{version} commit {commit} (assigned by {tag})")
+    for line in assignment_evidence(tag, root):
+        print(f"  {line}")
     print(f"  model: {model['path']} at {model['rev'][:12]} (dvc artifacts get . {ARTIFACT} --stage {stage})")
     print(f"  image: iris-classifier:{commit}")
     return version, commit

@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from iris_classifier.project.paths import (
     ROOT,
     TEST_CSV,
 )
+from iris_classifier.registry.stage_model import StageModelError, stage_model
 from iris_classifier.registry.versions import (
     ARTIFACT,
     BIN,
@@ -57,7 +57,6 @@ from iris_classifier.registry.versions import (
 )
 from iris_classifier.retraining.decision import Scores, decide
 
-MODEL_FILE = "models/iris_classifier.bentomodel"  # the registry's artifact path (dvc.yaml `artifacts:`)
 # What a retrain changes in git; restored from HEAD when the challenger is rejected.
 PIPELINE_RECORDS = ("dvc.lock", "reports/metrics.json", "reports/confusion.csv", "reports/feedback.json")
 
@@ -111,28 +110,17 @@ def predictor_of(tag: str) -> Predictor:
 
 def champion(root: Path) -> Contender:
     """The production model, restored from DVC at its commit when the store lacks it; else the pipeline's."""
-    import bentoml
-
-    held = stage_holds("production", root)
-    if held is None:
+    if stage_holds("production", root) is None:
         try:
             model = ensure_model(root / MODEL_INFO.relative_to(ROOT), root / MODEL_EXPORT.relative_to(ROOT))
         except ModelNotFoundError as error:
             raise CannotDecide(f"no champion: nothing in production and no pipeline model ({error})") from error
         return Contender("champion", str(model.tag), None, Predictor.from_dir(Path(model.path)))
-    version, commit, _, _ = held
-    import dvc.api
-
-    # models/ is DVC's (gitignored): the card and the export at that commit come from the DVC cache or remote.
-    card = ModelCard.from_dict(json.loads(dvc.api.read("models/model.json", repo=str(root), rev=commit)))
     try:
-        bentoml.models.get(card.tag)
-    except bentoml.exceptions.NotFound:
-        with tempfile.TemporaryDirectory() as folder:
-            exported = Path(folder) / "champion.bentomodel"
-            exported.write_bytes(dvc.api.read(MODEL_FILE, repo=str(root), rev=commit, mode="rb"))
-            bentoml.models.import_model(str(exported))
-    return Contender("champion", card.tag, version, predictor_of(card.tag))
+        held = stage_model("production", root)
+    except StageModelError as error:
+        raise CannotDecide(f"no champion: {error}") from error
+    return Contender("champion", held.tag, held.version, predictor_of(held.tag))
 
 
 def next_minor(root: Path) -> str:

@@ -220,6 +220,7 @@ class Budget:
     workers: int
     how: str
     slots: int = 1  # batches that may execute at once
+    reserved_bytes: int = 0  # held for other work of the worker's: a shadow's queue and log (serving/shadow.py)
 
     def describe(self) -> str:
         mib = 2**20
@@ -227,8 +228,9 @@ class Budget:
             return f"admission: off ({SWITCH_ENV}=off): nothing is refused; flowers in flight are still counted"
         derived = (
             f"({self.limit_bytes / mib:,.0f} MiB {self.limit_source} - {self.baseline_bytes / mib:,.0f} MiB in use "
-            f"- {self.log_bytes / mib:,.0f} MiB prediction log in memory - {self.headroom_bytes / mib:,.0f} MiB "
-            f"headroom) / {self.flower_cost_bytes:,} bytes per flower / {self.workers} worker(s)"
+            f"- {self.log_bytes / mib:,.0f} MiB prediction log in memory - {self.reserved_bytes / mib:,.0f} MiB "
+            f"shadow - {self.headroom_bytes / mib:,.0f} MiB headroom) / {self.flower_cost_bytes:,} bytes per "
+            f"flower / {self.workers} worker(s)"
         )
         return (
             f"admission: {self.flowers:,} flowers in flight per worker ({self.how}: {derived}); "
@@ -302,8 +304,9 @@ class PodMemory:
                 cpus = None
         return max(1, int((cpus or os.cpu_count() or 1) / max(1, workers)))
 
-    def budget(self, workers: int = 1) -> Budget:
-        """The budget, from what is in use now (call it once the model is loaded)."""
+    def budget(self, workers: int = 1, reserved_bytes: int = 0) -> Budget:
+        """The budget, from what is in use now (call it once the models are loaded); `reserved_bytes`: what other
+        work of the worker's may come to hold (a shadow's queue), kept out of it."""
         log_bytes = self.log_files_bytes() if self.log_in_memory else 0
         # files already in the log's folder are part of its bound, not of what the server uses
         in_use = self.working_set() - (folder_bytes(self.log_dir) if self.log_in_memory else 0)
@@ -318,13 +321,19 @@ class PodMemory:
             "flower_cost_bytes": cost,
             "workers": workers,
             "slots": self.batch_slots(workers),
+            "reserved_bytes": reserved_bytes,
         }
         if os.environ.get(SWITCH_ENV, "on").lower() in ("off", "0", "false"):
             return Budget(flowers=None, how="off", **common)
         if os.environ.get(BUDGET_ENV):
             return Budget(flowers=int(os.environ[BUDGET_ENV]), how=BUDGET_ENV, **common)
         flowers = derive_flowers(
-            limit=self.limit_bytes, baseline=in_use, log_bytes=log_bytes, headroom=headroom, cost=cost, workers=workers
+            limit=self.limit_bytes,
+            baseline=in_use + reserved_bytes * workers,  # each worker holds its own
+            log_bytes=log_bytes,
+            headroom=headroom,
+            cost=cost,
+            workers=workers,
         )
         if (self.cgroup is None or self.cgroup.limit() is None) and flowers > NO_LIMIT_MAX_FLOWERS:
             return Budget(flowers=NO_LIMIT_MAX_FLOWERS, how="no memory limit: capped, from", **common)

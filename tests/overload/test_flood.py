@@ -53,3 +53,25 @@ def test_the_same_flood_without_shedding_gets_the_pod_oom_killed(commit_image):
     result = flood(production_constraints(None), clients=CLIENTS, seconds=SECONDS, env={"IRIS_ADMISSION": "off"})
     assert result.oom_killed, summary(result)
     assert result.failures(LIGHT_P99_MS), summary(result)
+
+
+def test_with_a_shadow_the_pod_still_holds_and_sheds_the_shadows_work_first(commit_image):
+    """The same flood with a shadow model loaded beside the served one (the image's own model a second time, as
+    IRIS_SHADOW names it by tag: two forests in the pod's memory): the pod holds as without one, and the shadow
+    gives up flowers (shed, counted) instead of the clients' requests waiting for it."""
+    from iris_classifier.model.store import ModelCard
+
+    shadow = {"IRIS_SHADOW": ModelCard.read().tag}
+    result = flood(production_constraints(None), clients=CLIENTS, seconds=SECONDS, env=shadow)
+    assert result.failures(LIGHT_P99_MS) == [], summary(result)
+    assert not result.oom_killed and result.state["Running"], summary(result)
+    assert all(tally["ok"] > 0 for tally in result.routes.values()), summary(result)
+    assert result.peak_usage < 0.9 * result.memory_limit, summary(result)
+    assert result.light["requests"] >= SECONDS, summary(result)
+    metrics = result.metrics
+    assert metrics["iris_shadow_active"] == 1.0, summary(result)
+    shadowed = sum(value for key, value in metrics.items() if key.startswith("iris_shadow_flowers_total"))
+    shed = sum(value for key, value in metrics.items() if key.startswith("iris_shadow_shed_flowers_total"))
+    assert shadowed > 0 and shed > 0, summary(result)
+    assert metrics['iris_shadow_errors_total{stage="predict"}'] == 0, summary(result)
+    print(f"\nflood with a shadow: {CLIENTS} clients, {SECONDS:g} s: shadowed {shadowed:,.0f}, shed {shed:,.0f}")

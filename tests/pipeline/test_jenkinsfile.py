@@ -93,7 +93,7 @@ def test_the_registry_decides_what_a_build_does():
 
 
 def test_every_jenkinsfile_is_linted():
-    """make lint-jenkinsfile parses each pipeline of the repository (Jenkinsfile, .drift, .retrain)."""
+    """make lint-jenkinsfile parses each pipeline of the repository (Jenkinsfile, .drift, .retrain, .promote)."""
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nlint-jenkinsfile:", 1)[1].split("\n\n", 1)[0]
     linted = set(re.findall(r"\.\./\.\./(Jenkinsfile[\w.]*)", recipe))

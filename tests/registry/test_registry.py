@@ -94,7 +94,8 @@ def test_release_promote_new_commit_release_promote_shows_both_stages(registry_c
     assert ref("master") == ref("") == "none - -"
 
     # Rollback: production moves to v1.1.0, then back to v1.0.0 by assigning it again.
-    moved = copy.make("promote", "VERSION=1.1.0", "STAGE=production").stdout
+    # (v1.1.0 was never shadowed: production takes it only forced, with a reason; tests/registry/test_shadow_promotion)
+    moved = copy.make("promote", "VERSION=1.1.0", "STAGE=production", "FORCE=1", "REASON=rollback drill").stdout
     assert "to roll back: make promote VERSION=1.0.0 STAGE=production" in moved
     copy.make("promote", "VERSION=1.0.0", "STAGE=production")
     assert "production: iris-classifier@v1.0.0" in copy.make("which", "STAGE=production").stdout

@@ -34,7 +34,7 @@ class PrivateAPI:
 
 
 # The versions the reaches were written against (the locks pin them; a re-lock that moves one trips its tests).
-BENTOML, UVICORN = "1.4.40", "0.54.0"
+BENTOML, UVICORN = "1.4.40", "0.55.0"
 BENTOML_COMPAT = "iris_classifier/serving/bentoml_compat.py"
 
 BOUNDED_REQUEST_HEAD = PrivateAPI(

@@ -1,4 +1,4 @@
-"""Every use of uvicorn's internals, in one place, for the pinned uvicorn 0.54.0 (the HTTP server of BentoML's
+"""Every use of uvicorn's internals, in one place, for the uvicorn private_apis.py names (the HTTP server of BentoML's
 worker): a bound on each request's head (request line and headers), in bytes and in time.
 
 uvicorn's httptools protocol, the one BentoML's worker runs, reads a request's head without any limit: a

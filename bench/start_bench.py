@@ -59,7 +59,8 @@ def cold_start(tag: str, timeout: float = 600) -> float:
     started = time.monotonic()
     docker(
         "run", "--detach", "--name", CONTAINER, "--network", "host",
-        "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", tag,
+        "--env", f"BENTOML_PORT={port}", "--env", "BENTOML_HOST=127.0.0.1", "--env", f"IRIS_GRPC_PORT={free_port()}",
+        tag,
     )  # fmt: skip
     try:
         if seconds_until_ready(f"http://127.0.0.1:{port}", timeout) is None:

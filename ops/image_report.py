@@ -184,7 +184,7 @@ def start_container(tag: str, *env: str) -> int:
     env_args = [arg for pair in env for arg in ("--env", pair)]
     docker(
         "run", "--detach", "--name", CONTAINER, "--network", "host", "--env", f"BENTOML_PORT={port}",
-        "--env", "BENTOML_HOST=127.0.0.1", *env_args, tag,
+        "--env", "BENTOML_HOST=127.0.0.1", "--env", f"IRIS_GRPC_PORT={free_port()}", *env_args, tag,
     )  # fmt: skip
     return port
 

@@ -3,6 +3,9 @@ stubs with typed contents, every refusal's status code, size limits, health chec
 
 from __future__ import annotations
 
+import socket
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -318,3 +321,21 @@ def test_batches_over_the_budget_are_shed_with_resource_exhausted_and_retry_afte
             assert len(response.outputs[1].contents.bytes_contents) == MAX_BATCH_FLOWERS
         small = stub.ModelInfer(typed_request(ROWS), timeout=10)  # one-flower requests keep flowing
         assert list(small.outputs[1].contents.bytes_contents) == [name.encode() for name in SPECIES]
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_what_to_do(pipeline_ready, artifacts_dir):
+    log = artifacts_dir / "serve-grpc-port-in-use.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = Server("service:IrisClassifier", grpc_port=taken.getsockname()[1], log_path=log).start(wait_ready=0)
+        try:
+            deadline = time.monotonic() + 120
+            while "Application startup failed" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            text = log.read_text(errors="replace")
+        finally:
+            server.stop()
+    assert "iris_classifier: gRPC cannot listen on 127.0.0.1:" in text
+    assert "Choose another with IRIS_GRPC_PORT (make serve GRPC_PORT=...), or IRIS_GRPC_PORT=off" in text
+    assert "Application startup failed" in text

@@ -71,7 +71,7 @@ class OpenInference(DataPlane):
     (errors.EXCEPTION_HANDLERS).
     """
 
-    request_id: Callable[[], str] = str  # the id of the request being served, as the prediction log writes it
+    request_id: Callable[[], str]  # the id of the request being served, as the prediction log writes it
 
     def __post_init__(self) -> None:
         # The two paths of inference for the served model, as the middleware matches them (percent-decoded).

@@ -93,6 +93,18 @@ def http_reference(source: Path, output: Path, url: str) -> int:
     return len(table)
 
 
+def settings_sweep(source: Path, model_dir: Path, model_tag: str) -> str:
+    """bench/score_settings.py's table, run with .venv-spark's Python."""
+    from iris_classifier.scoring.spark_env import spark_environment, spark_venv
+
+    python = spark_venv()
+    command = [str(python), "-m", "bench.score_settings", str(source), str(model_dir), model_tag]
+    result = subprocess.run(command, cwd=ROOT, env=spark_environment(python), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"score_settings failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip()
+
+
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -134,7 +146,14 @@ def render(results: dict[int, dict[str, list[float]]], notes: dict[str, str]) ->
         lines.append(
             f"Measured, local mode: {small:.1f} s for {sizes[0]:,}; {big:.1f} s for {sizes[1]:,} ({big / small:.1f}x)."
         )
-    lines += ["", notes.get("remark", "")]
+    if notes.get("settings"):
+        lines += [
+            "",
+            f"Settings, {min(sizes):,} rows in one local[*] session (`bench/score_settings.py`, alternated, after a "
+            "warm-up run; the job's JVM and Python workers already started, so these are the job's own seconds):",
+            "",
+            notes["settings"],
+        ]
     return "\n".join(lines)
 
 
@@ -145,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-reference", nargs=4, metavar=("CSV", "OUT", "MODEL_DIR", "TAG"))
     parser.add_argument("--http-reference", nargs=3, metavar=("CSV", "OUT", "URL"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-settings", action="store_true", help="skip the settings sweep (bench/score_settings.py)")
     args = parser.parse_args(argv)
     if args.python_reference:
         source, out, model_dir, tag = args.python_reference
@@ -170,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster_up = time.monotonic() - started
     server = Server(bento_tag(), log_path=work / "serve.log").start()
     results: dict[int, dict[str, list[float]]] = {}
+    settings = ""
     try:
         for size in sizes:
             source = work / f"flowers-{size}.csv"
@@ -214,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[size][name].append(seconds)
                     print(f"score-bench: {size:,} rows, {name}: {seconds:.1f} s", flush=True)
                     shutil.rmtree(out, ignore_errors=True)
+            if size == min(sizes) and not args.no_settings:
+                settings = settings_sweep(source, model.path, model.tag)
             source.unlink()
     finally:
         server.stop()
@@ -224,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": " ".join(f"{v:.1f}" for v in load_before),
         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "cluster_up": f"{cluster_up:.0f}",
+        "settings": settings,
     }
     text = render(results, notes)
     print(text)

@@ -5,6 +5,7 @@
 #   prometheus (promtool, monitoring tests), prometheus-alertmanager (the retrain webhook route test), debootstrap (the offline base-image stand-in, this machine only),
 #   wrk (make bench), docker-registry + skopeo + gnupg (make publish-image / verify-image / test-publish: a real
 #   OCI registry on loopback, the push, GPG simple signing; docker-registry's own service is not started)
+#   openjdk-17-jre-headless (Spark 4 for make score / make test-spark, and npm-groovy-lint)
 # - the agent user, in the docker group (the Docker socket is the only privilege the pipeline uses)
 # - a running Docker engine (ops/dockerd.sh; on a normal host, the docker service)
 # - the base image python:3.11-slim: pulled where a registry is reachable, else the offline stand-in
@@ -13,7 +14,7 @@ agent="${1:?usage: ops/agent_setup.sh AGENT_USER}"
 here="$(cd "$(dirname "$0")" && pwd)"
 [ "$(id -u)" = 0 ] || { echo "agent-setup: run as root (an admin's one-time step)" >&2; exit 1; }
 
-packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg"
+packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg openjdk-17-jre-headless"
 missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "agent-setup: apt-get install $(echo $missing)"

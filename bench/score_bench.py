@@ -73,7 +73,7 @@ def http_reference(source: Path, output: Path, url: str) -> int:
     values = checked.values[checked.valid]
     sessions: dict[int, requests.Session] = {}
 
-    def classify(start: int) -> list[dict]:
+    def classify(start: int) -> tuple[list[str], np.ndarray]:
         import threading
 
         session = sessions.setdefault(threading.get_ident(), requests.Session())
@@ -81,13 +81,14 @@ def http_reference(source: Path, output: Path, url: str) -> int:
         body = orjson.dumps({"flowers": [dict(zip(FEATURES, row, strict=True)) for row in rows]})
         answer = session.post(f"{url}/classify_batch", data=body, headers={"content-type": "application/json"})
         answer.raise_for_status()
-        return orjson.loads(answer.content)
+        answers = orjson.loads(answer.content)
+        probabilities = np.array([[row["probabilities"][name] for name in SPECIES] for row in answers])
+        return [row["species"] for row in answers], probabilities
 
     with ThreadPoolExecutor(HTTP_CONNECTIONS) as pool:
-        answers = [row for chunk in pool.map(classify, range(0, len(values), HTTP_BATCH)) for row in chunk]
-    probabilities = np.array([[row["probabilities"][name] for name in SPECIES] for row in answers])
-    frame = pd.DataFrame(probabilities, columns=[f"probability_{name}" for name in SPECIES])
-    frame.insert(0, "species", [row["species"] for row in answers])
+        chunks = list(pool.map(classify, range(0, len(values), HTTP_BATCH)))
+    frame = pd.DataFrame(np.concatenate([p for _, p in chunks]), columns=[f"probability_{name}" for name in SPECIES])
+    frame.insert(0, "species", [name for species, _ in chunks for name in species])
     output.mkdir(parents=True)
     frame.to_parquet(output / "part-0.parquet")
     return len(table)

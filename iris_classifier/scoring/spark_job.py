@@ -15,6 +15,8 @@ import argparse
 import functools
 import hashlib
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,11 +58,24 @@ _PREDICTORS: dict[str, Predictor] = {}
 
 def predictor_for(key: str, files: Any) -> Predictor:
     if key not in _PREDICTORS:
-        folder = Path(tempfile.mkdtemp(prefix=f"iris-model-{key}-"))
-        for name, content in files.value.items():
-            (folder / name).write_bytes(content)
-        _PREDICTORS[key] = Predictor.from_dir(folder)  # the lookup table is built here, once
+        _PREDICTORS[key] = Predictor.from_dir(model_folder(key, files.value))  # the lookup table is built here, once
     return _PREDICTORS[key]
+
+
+def model_folder(key: str, files: dict[str, bytes]) -> Path:
+    """The broadcast files in a folder of the machine's temp dir, one per model and user (so runs and workers
+    share it, and nothing piles up): written to a fresh folder, then renamed into place, so a worker never
+    reads a half-written one."""
+    folder = Path(tempfile.gettempdir()) / f"iris-model-{os.getuid()}-{key}"
+    if not folder.exists():
+        draft = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=folder.parent))
+        for name, content in files.items():
+            (draft / name).write_bytes(content)
+        try:
+            draft.rename(folder)
+        except OSError:  # another worker put it there first
+            shutil.rmtree(draft, ignore_errors=True)
+    return folder
 
 
 def score_partition(

@@ -186,10 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="score-bench-"))
     load_before = os.getloadavg()
-    started = time.monotonic()
-    running = cluster.start(work / "cluster")
-    cluster_up = time.monotonic() - started
     server = Server(bento_tag(), log_path=work / "serve.log").start()
+    started = time.monotonic()
+    try:
+        running = cluster.start(work / "cluster")
+    except BaseException:
+        server.stop()
+        raise
+    cluster_up = time.monotonic() - started
     results: dict[int, dict[str, list[float]]] = {}
     settings = ""
     try:

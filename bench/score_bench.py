@@ -73,7 +73,7 @@ def http_reference(source: Path, output: Path, url: str) -> int:
     values = checked.values[checked.valid]
     sessions: dict[int, requests.Session] = {}
 
-    def classify(start: int) -> list[dict]:
+    def classify(start: int) -> tuple[list[str], np.ndarray]:
         import threading
 
         session = sessions.setdefault(threading.get_ident(), requests.Session())
@@ -81,16 +81,29 @@ def http_reference(source: Path, output: Path, url: str) -> int:
         body = orjson.dumps({"flowers": [dict(zip(FEATURES, row, strict=True)) for row in rows]})
         answer = session.post(f"{url}/classify_batch", data=body, headers={"content-type": "application/json"})
         answer.raise_for_status()
-        return orjson.loads(answer.content)
+        answers = orjson.loads(answer.content)
+        probabilities = np.array([[row["probabilities"][name] for name in SPECIES] for row in answers])
+        return [row["species"] for row in answers], probabilities
 
     with ThreadPoolExecutor(HTTP_CONNECTIONS) as pool:
-        answers = [row for chunk in pool.map(classify, range(0, len(values), HTTP_BATCH)) for row in chunk]
-    probabilities = np.array([[row["probabilities"][name] for name in SPECIES] for row in answers])
-    frame = pd.DataFrame(probabilities, columns=[f"probability_{name}" for name in SPECIES])
-    frame.insert(0, "species", [row["species"] for row in answers])
+        chunks = list(pool.map(classify, range(0, len(values), HTTP_BATCH)))
+    frame = pd.DataFrame(np.concatenate([p for _, p in chunks]), columns=[f"probability_{name}" for name in SPECIES])
+    frame.insert(0, "species", [name for species, _ in chunks for name in species])
     output.mkdir(parents=True)
     frame.to_parquet(output / "part-0.parquet")
     return len(table)
+
+
+def settings_sweep(source: Path, model_dir: Path, model_tag: str) -> str:
+    """bench/score_settings.py's table, run with .venv-spark's Python."""
+    from iris_classifier.scoring.spark_env import spark_environment, spark_venv
+
+    python = spark_venv()
+    command = [str(python), "-m", "bench.score_settings", str(source), str(model_dir), model_tag]
+    result = subprocess.run(command, cwd=ROOT, env=spark_environment(python), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"score_settings failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip()
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
@@ -134,7 +147,14 @@ def render(results: dict[int, dict[str, list[float]]], notes: dict[str, str]) ->
         lines.append(
             f"Measured, local mode: {small:.1f} s for {sizes[0]:,}; {big:.1f} s for {sizes[1]:,} ({big / small:.1f}x)."
         )
-    lines += ["", notes.get("remark", "")]
+    if notes.get("settings"):
+        lines += [
+            "",
+            f"Settings, {min(sizes):,} rows in one local[*] session (`bench/score_settings.py`, alternated, after a "
+            "warm-up run; the job's JVM and Python workers already started, so these are the job's own seconds):",
+            "",
+            notes["settings"],
+        ]
     return "\n".join(lines)
 
 
@@ -145,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-reference", nargs=4, metavar=("CSV", "OUT", "MODEL_DIR", "TAG"))
     parser.add_argument("--http-reference", nargs=3, metavar=("CSV", "OUT", "URL"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--no-settings", action="store_true", help="skip the settings sweep (bench/score_settings.py)")
     args = parser.parse_args(argv)
     if args.python_reference:
         source, out, model_dir, tag = args.python_reference
@@ -165,11 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="score-bench-"))
     load_before = os.getloadavg()
-    started = time.monotonic()
-    running = cluster.start(work / "cluster")
-    cluster_up = time.monotonic() - started
     server = Server(bento_tag(), log_path=work / "serve.log").start()
+    started = time.monotonic()
+    try:
+        running = cluster.start(work / "cluster")
+    except BaseException:
+        server.stop()
+        raise
+    cluster_up = time.monotonic() - started
     results: dict[int, dict[str, list[float]]] = {}
+    settings = ""
     try:
         for size in sizes:
             source = work / f"flowers-{size}.csv"
@@ -214,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[size][name].append(seconds)
                     print(f"score-bench: {size:,} rows, {name}: {seconds:.1f} s", flush=True)
                     shutil.rmtree(out, ignore_errors=True)
+            if size == min(sizes) and not args.no_settings:
+                settings = settings_sweep(source, model.path, model.tag)
             source.unlink()
     finally:
         server.stop()
@@ -224,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": " ".join(f"{v:.1f}" for v in load_before),
         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "cluster_up": f"{cluster_up:.0f}",
+        "settings": settings,
     }
     text = render(results, notes)
     print(text)

@@ -4,6 +4,7 @@
     retraining  labelled feedback -> challenger -> judged against production -> staged if better
     monitoring  drift, live accuracy from labels, dashboard queries, synthetic traffic
     serving     what the service needs at request time: middlewares, V2, the prediction log, the UI
+    scoring     files scored offline on Apache Spark with the service's predictor (beside serving)
     registry    GTO versions and stages, and the Bento that carries them
     model       the pipeline and its ONNX fast path, the scaler file, the model store and card
     data        the measurements table, DVC remotes

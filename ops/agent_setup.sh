@@ -6,11 +6,12 @@
 #   prometheus (promtool, monitoring tests), prometheus-alertmanager (the retrain webhook route test), debootstrap (the offline base-image stand-in, this machine only),
 #   wrk (make bench), docker-registry + skopeo + gnupg (make publish-image / verify-image / test-publish: a real
 #   OCI registry on loopback, the push, GPG simple signing; docker-registry's own service is not started)
+#   openjdk-17-jre-headless (Spark 4 for make score / make test-spark, and npm-groovy-lint)
 # - the agent user, in the docker group (the Docker socket is the only privilege the pipeline uses)
 # - a running Docker engine (ops/dockerd.sh; on a normal host, the docker service)
 # - the base image python:3.11-slim: pulled where a registry is reachable, else the offline stand-in
 set -euo pipefail
-packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg"
+packages="docker.io chromium haproxy prometheus prometheus-alertmanager debootstrap wrk docker-registry skopeo gnupg openjdk-17-jre-headless"
 if [ "${1:-}" = "--packages" ]; then printf '%s\n' $packages; exit 0; fi
 agent="${1:?usage: ops/agent_setup.sh AGENT_USER}"
 here="$(cd "$(dirname "$0")" && pwd)"

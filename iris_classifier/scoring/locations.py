@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 FORMATS = ("parquet", "csv")
+SUMMARY_FILE = "_summary.json"  # in OUTPUT; a leading underscore: Spark's readers skip it when reading OUTPUT back
 
 
 class InputError(ValueError):

@@ -15,6 +15,8 @@ import argparse
 import functools
 import hashlib
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,22 +28,17 @@ import pandas as pd
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-from iris_classifier.model.files import GRID_FILE, ONNX_FILE, SCALER_FILE
+from iris_classifier.model.files import FAST_PATH_FILES, ONNX_FILE, SCALER_FILE
 from iris_classifier.model.pipeline import Predictor
 from iris_classifier.scoring.batch import PROBABILITY_COLUMNS, InputColumnsError, check_input_columns, score_batch
-from iris_classifier.scoring.locations import FORMATS, InputError, input_format, local_path
-
-# What the ONNX fast path loads (pipeline.joblib, the scikit-learn reference, is not needed).
-MODEL_FILES = (ONNX_FILE, SCALER_FILE, GRID_FILE)
-SUMMARY_FILE = "_summary.json"  # a leading underscore: Spark's readers skip it when reading OUTPUT back
+from iris_classifier.scoring.locations import FORMATS, SUMMARY_FILE, InputError, input_format, local_path
 
 
 def model_files(folder: Path) -> dict[str, bytes]:
     """The files of a store entry the predictor needs (grid.json only when the model has one)."""
-    files = {name: (folder / name).read_bytes() for name in MODEL_FILES if (folder / name).exists()}
+    files = {name: (folder / name).read_bytes() for name in FAST_PATH_FILES if (folder / name).exists()}
     for name in (ONNX_FILE, SCALER_FILE):
         if name not in files:
             raise InputError(f"model: {folder} has no {name}; the job scores with the ONNX fast path")
@@ -61,21 +58,36 @@ _PREDICTORS: dict[str, Predictor] = {}
 
 def predictor_for(key: str, files: Any) -> Predictor:
     if key not in _PREDICTORS:
-        folder = Path(tempfile.mkdtemp(prefix=f"iris-model-{key}-"))
-        for name, content in files.value.items():
-            (folder / name).write_bytes(content)
-        _PREDICTORS[key] = Predictor.from_dir(folder)  # the lookup table is built here, once
+        _PREDICTORS[key] = Predictor.from_dir(model_folder(key, files.value))  # the lookup table is built here, once
     return _PREDICTORS[key]
 
 
+def model_folder(key: str, files: dict[str, bytes]) -> Path:
+    """The broadcast files in a folder of the machine's temp dir, one per model and user (so runs and workers
+    share it, and nothing piles up): written to a fresh folder, then renamed into place, so a worker never
+    reads a half-written one."""
+    folder = Path(tempfile.gettempdir()) / f"iris-model-{os.getuid()}-{key}"
+    if not folder.exists():
+        draft = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=folder.parent))
+        for name, content in files.items():
+            (draft / name).write_bytes(content)
+        try:
+            draft.rename(folder)
+        except OSError:  # another worker put it there first
+            shutil.rmtree(draft, ignore_errors=True)
+    return folder
+
+
 def score_partition(
-    batches: Iterator[pd.DataFrame], *, files: Any, key: str, model_tag: str, rows_read: Any
+    batches: Iterator[pd.DataFrame], *, files: Any, key: str, model_tag: str, rows_read: Any, rows_refused: Any
 ) -> Iterator[pd.DataFrame]:
-    """mapInPandas' function: each Arrow batch of a partition through `score_batch`."""
+    """mapInPandas' function: each Arrow batch of a partition through `score_batch`, counted."""
     predictor = predictor_for(key, files)
     for batch in batches:
+        scored = score_batch(batch, predictor, model_tag)
         rows_read.add(len(batch))
-        yield score_batch(batch, predictor, model_tag)
+        rows_refused.add(int(scored["error"].notna().sum()))
+        yield scored
 
 
 def output_schema(schema: StructType) -> StructType:
@@ -137,13 +149,16 @@ def score(
     in_format = input_format(input_path, in_format)
     frame = read(spark, input_path, in_format)
     check_input_columns(frame.columns)  # before any work
-    rows_read = spark.sparkContext.accumulator(0)
+    # Counted as the rows pass: reading, scoring and writing are one stage (no shuffle), the job's result stage,
+    # whose accumulator updates Spark applies once per partition, however often a task is retried.
+    rows_read, rows_refused = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
     function = functools.partial(
         score_partition,
         files=spark.sparkContext.broadcast(files),
         key=files_key(files),
         model_tag=model_tag,
         rows_read=rows_read,
+        rows_refused=rows_refused,
     )
     scored = frame.mapInPandas(function, schema=output_schema(frame.schema))
     writer = scored.write.mode("errorifexists")
@@ -156,11 +171,6 @@ def score(
         if "PATH_ALREADY_EXISTS" in str(error):
             raise InputError(f"output: {output} already exists; remove it or choose another OUTPUT") from None
         raise InputError(f"the job failed: {first_line(error)}") from None
-    written = spark.read.parquet(output) if fmt == "parquet" else spark.read.csv(output, header=True)
-    counts = {
-        bool(row["refused"]): row["count"]
-        for row in written.groupBy(F.col("error").isNotNull().alias("refused")).count().collect()
-    }
     summary = {
         "input": input_path,
         "input_format": in_format,
@@ -170,9 +180,8 @@ def score(
         "registry_version": registry_version,
         "master": spark.sparkContext.master,
         "rows_read": rows_read.value,
-        "rows_written": counts.get(False, 0) + counts.get(True, 0),
-        "rows_scored": counts.get(False, 0),
-        "rows_refused": counts.get(True, 0),
+        "rows_scored": rows_read.value - rows_refused.value,
+        "rows_refused": rows_refused.value,
         "seconds": round(time.monotonic() - started, 2),
     }
     write_text(spark, output.rstrip("/") + "/" + SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
@@ -244,13 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ({summary['registry_version']})" if summary["registry_version"] else "")
         + f"; {summary['output']} ({summary['format']}, summary in {SUMMARY_FILE}); {summary['seconds']} s"
     )
-    if summary["rows_read"] != summary["rows_written"]:
-        print(
-            f"score: warning: {summary['rows_read']:,} rows passed the scoring function and "
-            f"{summary['rows_written']:,} were written (a retried task counts its rows twice); the output holds "
-            "the written ones",
-            file=sys.stderr,
-        )
     return 0
 
 

@@ -83,7 +83,10 @@ def spark_venv() -> Path:
         uv_command = str(uv) if uv.exists() else "uv"
         if not python.exists():
             subprocess.run([uv_command, "venv", "--quiet", "--python", sys.executable, str(SPARK_VENV)], check=True)
-        subprocess.run([uv_command, "pip", "sync", "--quiet", "--python", str(python), str(SPARK_LOCK)], check=True)
+        # Bytecode compiled once here: every Python worker of every job imports pandas, pyarrow and onnxruntime,
+        # and the project's processes run with PYTHONDONTWRITEBYTECODE (the Makefile).
+        sync = [uv_command, "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(python), str(SPARK_LOCK)]
+        subprocess.run(sync, check=True)
         purelib = subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
             capture_output=True, text=True, check=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def test_a_shadow_that_raises_on_every_call_never_reaches_a_client(shadow_home, 
         assert batch.status_code == 200 and [row["species"] for row in batch.json()] == ["virginica"] * 3
     shadow = card["shadow"]
     assert shadow["active"] is True and shadow["shadowed"] == 0 and shadow["errors"] >= 1
-    assert shadow["last_error"].startswith("ValueError: operands could not be broadcast"), shadow
+    # the broken scaler's shape, as numpy meets it on many rows or the plain-float path on one
+    assert re.match(r"ValueError: (operands could not be broadcast|zip\(\) argument 2 is longer)", shadow["last_error"])
     assert metric(metrics, 'iris_shadow_errors_total{stage="predict"}') == shadow["errors"]
     assert "a call raised (ValueError" in server.log_path.read_text()

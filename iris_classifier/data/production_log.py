@@ -25,6 +25,7 @@ MONITOR_NAME = "iris_predictions"
 SHADOW_NAME = "iris_shadow"  # the shadow log (iris_classifier.serving.shadow): same layout and rotation
 FEEDBACK_DIRNAME = "feedback"
 LABEL_FILE_GLOB = "labels.*.jsonl"
+LABEL_KEYS = frozenset({"request_id", "index", "species"})
 
 
 def monitor_dir() -> Path:
@@ -44,13 +45,19 @@ def label_files(log_dir: Path) -> list[Path]:
     return sorted(folder.glob(LABEL_FILE_GLOB), key=lambda path: (path.stat().st_mtime, path.name))
 
 
-def read_label_lines(path: Path) -> Iterator[dict]:
-    """The labels of one file; a torn last line (a crash mid-write, before the fsync) is skipped."""
+def read_records(path: Path, keys: frozenset[str] = frozenset()) -> Iterator[dict]:
+    """The JSON records of one of these files, in order, those that hold `keys`; a torn line (a crash mid-write)
+    is skipped."""
     with path.open("rb") as handle:
         for line in handle:
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(record, dict) and {"request_id", "index", "species"} <= record.keys():
+            if isinstance(record, dict) and keys <= record.keys():
                 yield record
+
+
+def read_label_lines(path: Path) -> Iterator[dict]:
+    """The labels of one file; a torn last line (a crash mid-write, before the fsync) is skipped."""
+    return read_records(path, LABEL_KEYS)

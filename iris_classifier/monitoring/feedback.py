@@ -16,10 +16,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import pandas as pd
 
-from iris_classifier.data.production_log import data_files, label_files, monitor_dir, read_label_lines
+from iris_classifier.data.production_log import data_files, label_files, monitor_dir, read_label_lines, read_records
 from iris_classifier.domain.schema import FEATURES, SPECIES
 
 JOINED_COLUMNS = ["request_id", "index", *FEATURES, "predicted", "species", "model_version", "received_at"]
@@ -53,16 +52,11 @@ def logged_flowers(log_dir: Path, request_ids: set[str]) -> dict[tuple[str, int]
     found: dict[tuple[str, int], dict] = {}
     position: defaultdict[str, int] = defaultdict(int)
     for path in data_files(log_dir):
-        with path.open("rb") as handle:
-            for line in handle:
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                request_id = str(record.get("request_id"))
-                if request_id in request_ids:
-                    found[(request_id, position[request_id])] = record
-                    position[request_id] += 1
+        for record in read_records(path):
+            request_id = str(record.get("request_id"))
+            if request_id in request_ids:
+                found[(request_id, position[request_id])] = record
+                position[request_id] += 1
     return found
 
 

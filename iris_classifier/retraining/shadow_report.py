@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from iris_classifier.data.production_log import SHADOW_NAME, data_files, monitor_dir
+from iris_classifier.data.production_log import SHADOW_NAME, data_files, monitor_dir, read_records
 from iris_classifier.domain.schema import FEATURES, SPECIES
 from iris_classifier.monitoring.feedback import logged_flowers, read_labels
 from iris_classifier.project.params import load_params
@@ -54,17 +53,11 @@ def normalized_version(version: str) -> str:
 
 def read_shadow_log(log_dir: Path) -> list[dict[str, Any]]:
     """Every shadow record, oldest first (a torn last line is skipped)."""
-    records = []
-    for path in data_files(log_dir, SHADOW_NAME):
-        with path.open("rb") as handle:
-            for line in handle:
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and "shadow_version" in record:
-                    records.append(record)
-    return records
+    return [
+        record
+        for path in data_files(log_dir, SHADOW_NAME)
+        for record in read_records(path, frozenset({"shadow_version"}))
+    ]
 
 
 def shadowed_flowers(records: list[dict[str, Any]], version: str | None) -> tuple[str, list[dict[str, Any]]]:

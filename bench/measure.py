@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -180,6 +181,15 @@ def paired_ratios(values: list[float], baseline: list[float]) -> list[float]:
     """Round by round, a figure over the baseline's from the same round: both measured within a minute,
     so a drift of the shared machine's speed cancels out (a ratio of whole-run medians keeps it)."""
     return [mine / theirs for mine, theirs in zip(values, baseline, strict=True)]
+
+
+def on_off_row(label: str, on: list[float], off: list[float], unit: str, digits: int = 0) -> str:
+    """A Markdown row of an A/B switch: the medians on and off, the median per-round ratio (its range), the rounds."""
+    ratios = paired_ratios(on, off)
+    ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    spread = ", ".join(f"{a:,.{digits}f}/{b:,.{digits}f}" for a, b in zip(on, off, strict=True))
+    cells = [f"{statistics.median(on):,.{digits}f} {unit}", f"{statistics.median(off):,.{digits}f} {unit}", ratio]
+    return f"| {label} | " + " | ".join([*cells, spread]) + " |"
 
 
 def bench_parser(description: str | None, rounds: int, seconds: int) -> argparse.ArgumentParser:

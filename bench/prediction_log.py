@@ -23,6 +23,7 @@ from bench.measure import (
     bench_parser,
     lua_script,
     machine,
+    on_off_row,
     one_connection_latency,
     paired_ratios,
     run_wrk,
@@ -74,14 +75,9 @@ def measure(rounds: int, seconds: int, latency_requests: int) -> tuple[dict, int
 
 def render(results: dict, logged: int, args: argparse.Namespace) -> str:
     on, off = results["log on"], results["log off"]
-    med = statistics.median
 
     def row(label: str, key: str, unit: str, digits: int = 0) -> str:
-        ratios = paired_ratios(on[key], off[key])
-        ratio = f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        spread = ", ".join(f"{a:,.{digits}f}/{b:,.{digits}f}" for a, b in zip(on[key], off[key], strict=True))
-        cells = [f"{med(on[key]):,.{digits}f} {unit}", f"{med(off[key]):,.{digits}f} {unit}", ratio, spread]
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return on_off_row(label, on[key], off[key], unit, digits)
 
     info = machine()
     return f"""## Prediction log (log on vs off)

@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from bench.measure import ONE_FLOWER as FLOWER
-from bench.measure import batch_throughput, bench_parser, lua_script, machine, paired_ratios, wrk_missing
+from bench.measure import batch_throughput, bench_parser, lua_script, machine, on_off_row, paired_ratios, wrk_missing
 from bench.report import write_section
 from iris_classifier.harness.servers import Server
 from iris_classifier.model.store import ModelCard
@@ -90,14 +90,9 @@ def measure(rounds: int, seconds: int) -> tuple[dict, dict]:
 
 def render(results: dict, shadow: dict, args: argparse.Namespace, load: str) -> str:
     on, off = results["shadow on"], results["shadow off"]
-    med = statistics.median
 
     def row(label: str, key: str, unit: str, digits: int = 0) -> str:
-        ratios = paired_ratios(on[key], off[key])
-        ratio = f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        spread = ", ".join(f"{a:,.{digits}f}/{b:,.{digits}f}" for a, b in zip(on[key], off[key], strict=True))
-        cells = [f"{med(on[key]):,.{digits}f} {unit}", f"{med(off[key]):,.{digits}f} {unit}", ratio, spread]
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return on_off_row(label, on[key], off[key], unit, digits)
 
     info = machine()
     offered = shadow["shadowed"] + shadow["shed"]

@@ -44,3 +44,24 @@ def test_served_bento_labels_the_bento_s_registry_labels_reach_its_model_card(be
     assert model["registry"] == served_release(labels)["registry"], SERVED_BENTO_LABELS.tripped(
         f"/model says {model['registry']!r}: the service no longer sees the labels of the Bento it serves"
     )
+
+
+def test_the_bento_serves_the_open_inference_protocol_over_grpc_too(server, bento_server):
+    """The Bento packs the gRPC server and its stubs: tritonclient at its defaults gets the source's answers."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    from iris_classifier.serving.v2.types import INPUT_NAME
+
+    rows = pd.read_csv(RAW_CSV)[list(FEATURES)].to_numpy()
+    answers = []
+    for served in (server, bento_server):
+        client = triton.InferenceServerClient(url=served.grpc_target)
+        try:
+            assert client.is_server_live() and client.is_model_ready("iris_classifier")
+            tensor = triton.InferInput(INPUT_NAME, list(rows.shape), "FP64")
+            tensor.set_data_from_numpy(rows)
+            answers.append(client.infer("iris_classifier", [tensor]).as_numpy("probabilities"))
+        finally:
+            client.close()
+    assert answers[0].shape == (len(rows), len(SPECIES)) and np.array_equal(answers[0], answers[1])

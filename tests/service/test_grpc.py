@@ -27,10 +27,10 @@ MODEL = "iris_classifier"
 ROWS = np.array([[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES])
 
 
-@pytest.fixture(scope="module", params=["source", "bento"])
-def served(request, pipeline_ready) -> Server:
-    """The source service and the built Bento, in turn: both serve gRPC beside HTTP."""
-    return request.getfixturevalue("server" if request.param == "source" else "bento_server")
+@pytest.fixture(scope="module")
+def served(server) -> Server:
+    """The source service (the built Bento serves gRPC the same: tests/service/test_bento.py)."""
+    return server
 
 
 @pytest.fixture(scope="module")

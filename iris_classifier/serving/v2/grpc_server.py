@@ -89,31 +89,36 @@ class Refused(Exception):
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
+def observe(method: str, code: grpc.StatusCode, started: float) -> None:
+    grpc_requests_total.labels(method=method, code=code.name).inc()
+    grpc_request_seconds.labels(method=method).observe(time.perf_counter() - started)
+
+
 def observed(handler: Handler) -> Handler:
     """A servicer method counted and timed by method and code, its refusals answered as gRPC statuses."""
     method = handler.__name__
 
     async def answer(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started, code = time.perf_counter(), grpc.StatusCode.OK
+        started, trailing = time.perf_counter(), None
         try:
-            return await handler(self, request, context)
+            result = await handler(self, request, context)
         except ProtocolError as error:
-            code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
-            await context.abort(code, error.message)
+            code, message = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT), error.message
         except Refused as refusal:
-            code = refusal.code
-            if refusal.trailing:
-                context.set_trailing_metadata(refusal.trailing)
-            await context.abort(code, refusal.message)
-        except grpc.aio.AbortError:
+            code, message, trailing = refusal.code, refusal.message, refusal.trailing
+        except grpc.aio.AbortError:  # the handler ended the call itself, status sent
             raise
         except Exception:
-            code = grpc.StatusCode.INTERNAL
+            code, message = grpc.StatusCode.INTERNAL, f"{method}: internal error (the server's log has the details)"
             logger.exception("gRPC %s failed", method)
-            await context.abort(code, f"{method}: internal error (the server's log has the details)")
-        finally:
-            grpc_requests_total.labels(method=method, code=code.name).inc()
-            grpc_request_seconds.labels(method=method).observe(time.perf_counter() - started)
+        else:
+            observe(method, grpc.StatusCode.OK, started)
+            return result
+        # counted before the status goes out: a client that reads /metrics once it has its answer sees it there
+        observe(method, code, started)
+        if trailing:
+            context.set_trailing_metadata(trailing)
+        await context.abort(code, message)
 
     answer.__name__ = method
     return answer

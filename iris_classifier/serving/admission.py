@@ -373,6 +373,8 @@ class Admission:
         self.slots: asyncio.Semaphore | None = None  # made in the server's event loop, on first use
         # flowers answered per second over the last RATE_WINDOW_SECONDS: (the second, flowers) per slot of a ring
         self._answered = [(0, 0)] * RATE_WINDOW_SECONDS
+        # The largest batch refused for want of room lately, and until when room is kept for it (monotonic s)
+        self._kept_for: tuple[int, float] = (0, 0.0)
 
     def configure(self, budget: Budget, under_pressure: Callable[[], bool] | None = None) -> Budget:
         """Take the budget (the service's __init__, once the model is loaded); logs it and sets its gauge."""
@@ -388,10 +390,19 @@ class Admission:
         if limit is not None:
             small = flowers <= SMALL_REQUEST_FLOWERS
             ceiling = limit if small else limit - SMALL_RESERVE_FLOWERS
-            if self.in_flight and self.in_flight + flowers > ceiling:  # alone, even an oversized one may run
+            # Room is kept for the largest batch refused lately, against smaller batches: without it, requests
+            # charged more (a V2 body's bound is its size over 8 bytes) never find a gap that smaller ones keep
+            # filling, and are refused every time they come back.
+            kept, until = self._kept_for
+            held = kept if not small and flowers < kept and time.monotonic() < until else 0
+            if self.in_flight and self.in_flight + flowers + held > ceiling:  # alone, even an oversized one may run
+                if not small and flowers >= held:
+                    self._kept_for = (flowers, time.monotonic() + MAX_RETRY_AFTER_SECONDS)
                 return "flowers_in_flight"
             if not small and self.under_pressure is not None and self.under_pressure():
                 return "memory_pressure"
+            if flowers >= kept:
+                self._kept_for = (0, 0.0)  # the batch room was kept for (or a larger one) is in
         self.in_flight += flowers
         flowers_in_flight.inc(flowers)
         return None

@@ -14,6 +14,7 @@ import pytest
 from iris_classifier.domain.schema import MAX_BATCH_FLOWERS
 from iris_classifier.serving import admission
 from iris_classifier.serving.admission import (
+    SMALL_REQUEST_FLOWERS,
     Admission,
     AdmissionControl,
     Budget,
@@ -425,3 +426,16 @@ def test_work_whose_request_was_answered_before_it_started_is_not_started():
         assert gate.in_flight == 0  # released once, never twice
 
     run_in_own_loop(scenario())
+
+
+def test_room_is_kept_for_a_larger_batch_refused_lately_against_smaller_ones():
+    """A batch charged more than others (a V2 body's bound) is not starved by smaller ones filling every gap."""
+    gate = configured(50_000)  # batches up to 48,000 flowers in flight (the small reserve: 2,000)
+    assert gate.admit(20_000) is None
+    assert gate.admit(30_000) == "flowers_in_flight"  # 50,000 > 48,000: room is kept for it from now on
+    assert gate.admit(10_000) == "flowers_in_flight"  # would fit (30,000), but not beside the kept 30,000
+    assert gate.admit(SMALL_REQUEST_FLOWERS) is None  # one-flower requests are never held back
+    gate.release(20_000 + SMALL_REQUEST_FLOWERS)
+    assert gate.admit(30_000) is None  # it comes back and fits
+    assert gate.admit(10_000) is None  # nothing kept any more: 40,000 fit
+    assert gate.in_flight == 40_000

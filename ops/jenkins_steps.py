@@ -36,6 +36,12 @@ class Stage:
     post_steps: list[str] = field(default_factory=list)
 
 
+def stage_bodies(text: str) -> dict[str, str]:
+    """Each `stage('name')`'s text up to the next stage's, by name (a stage's options, steps and post blocks)."""
+    parts = re.split(r"stage\('([^']+)'\)", text)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
 def stages(text: str) -> list[Stage]:
     """The `stages { ... }` blocks' stages in order, by brace depth (enough for a declarative Jenkinsfile)."""
     found: list[Stage] = []

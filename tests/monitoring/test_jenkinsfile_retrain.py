@@ -17,17 +17,12 @@ import pytest
 import yaml
 
 from iris_classifier.project.paths import RETRAIN_HTML, RETRAIN_JSON, ROOT
-from ops.jenkins_steps import stages
+from ops.jenkins_steps import stage_bodies, stages
 from tests.jenkinsfile_harness import pipeline_runner
 
 JENKINSFILE = (ROOT / "Jenkinsfile.retrain").read_text()
 MAKEFILE_TARGETS = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
 MAKE_STEP = re.compile(r"^make (?:-s )?([a-z0-9-]+)")
-
-
-def stage_bodies() -> dict[str, str]:
-    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def alert_names() -> set[str]:
@@ -59,7 +54,7 @@ def test_parameters_name_the_remote_and_the_monitor_folder():
     assert "choice(name: 'DVC_REMOTE'" in JENKINSFILE
     # the parameter is the variable the job reads (Jenkins exports parameters to the environment)
     assert "string(name: 'IRIS_MONITOR_DIR'" in JENKINSFILE
-    assert 'make retrain IRIS_MONITOR_DIR="$IRIS_MONITOR_DIR"' in stage_bodies()["Retrain"]
+    assert 'make retrain IRIS_MONITOR_DIR="$IRIS_MONITOR_DIR"' in stage_bodies(JENKINSFILE)["Retrain"]
 
 
 def test_each_stage_calls_one_make_target_that_exists():
@@ -72,21 +67,21 @@ def test_each_stage_calls_one_make_target_that_exists():
         "Push data",
         "Push commit and tags",
     ]
-    assert "checkout scm" in stage_bodies()["Checkout"] and parsed[0].steps == []
+    assert "checkout scm" in stage_bodies(JENKINSFILE)["Checkout"] and parsed[0].steps == []
     for stage in parsed[1:]:
         assert len(stage.steps) == 1 and not stage.post_steps, stage
         target = MAKE_STEP.match(stage.steps[0]).group(1)
         assert target in MAKEFILE_TARGETS, f"stage {stage.name!r} calls missing target {target}"
         dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
         assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"
-    assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")
+    assert all("timeout(time:" in body for name, body in stage_bodies(JENKINSFILE).items() if name != "Checkout")
     assert "disableConcurrentBuilds()" in JENKINSFILE  # two retrains would race for the next version's tags
 
 
 def test_only_a_promotion_pushes_and_the_data_goes_before_the_commit():
     conditional = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
     assert conditional == {"Push data", "Push commit and tags"}
-    bodies = stage_bodies()
+    bodies = stage_bodies(JENKINSFILE)
     for name in conditional:
         assert "when { expression { env.RETRAIN_DECISION == 'promoted' } }" in bodies[name], name
     names = list(bodies)
@@ -99,7 +94,7 @@ def test_only_a_promotion_pushes_and_the_data_goes_before_the_commit():
 
 
 def test_the_reports_are_archived_from_where_the_job_writes_them():
-    retrain = stage_bodies()["Retrain"]
+    retrain = stage_bodies(JENKINSFILE)["Retrain"]
     archived = re.search(r"archiveArtifacts artifacts: '([^']+)'", retrain).group(1).split(", ")
     for path in (RETRAIN_JSON, RETRAIN_HTML):
         assert path.relative_to(ROOT).as_posix() in archived
@@ -110,7 +105,7 @@ def test_the_reports_are_archived_from_where_the_job_writes_them():
 def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
     assert 'sh "' not in JENKINSFILE and 'sh(script: "' not in JENKINSFILE  # Groovy would expand ${...}
     assert "${GDRIVE" not in JENKINSFILE and "echo $GDRIVE" not in JENKINSFILE
-    bodies = stage_bodies()
+    bodies = stage_bodies(JENKINSFILE)
     for name in ("Pull data and model", "Push data"):
         assert "variable: 'GDRIVE_CREDENTIALS_DATA')]) {" in bodies[name], name
     assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Push commit and tags"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ops.jenkins_steps import stage_bodies
 from tests.conftest import ROOT, run
 
 JENKINSFILE = (ROOT / "Jenkinsfile").read_text()
@@ -21,18 +22,13 @@ STAGES = [
 ]
 
 
-def stage_bodies() -> dict[str, str]:
-    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
-
-
 def test_stages_are_the_original_pipeline_in_order():
-    assert list(stage_bodies()) == STAGES
+    assert list(stage_bodies(JENKINSFILE)) == STAGES
 
 
 def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
     makefile_targets = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
-    for name, body in stage_bodies().items():
+    for name, body in stage_bodies(JENKINSFILE).items():
         steps = body.split("post {")[0]
         targets = re.findall(r"sh[ (](?:script: )?'\s*make (?:-s )?([a-z0-9-]+)", steps)
         if name == "Checkout":
@@ -45,7 +41,7 @@ def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
 
 
 def test_drive_key_is_bound_from_credentials_and_never_interpolated_by_groovy():
-    pull = stage_bodies()["Pull DVC data"]
+    pull = stage_bodies(JENKINSFILE)["Pull DVC data"]
     binding = r"withCredentials\(\[string\(credentialsId: '[^']+',\s*variable: 'GDRIVE_CREDENTIALS_DATA'\)\]\)"
     assert re.search(binding, pull)
     assert 'sh "' not in JENKINSFILE  # double-quoted sh would let Groovy expand secrets into the log
@@ -54,17 +50,17 @@ def test_drive_key_is_bound_from_credentials_and_never_interpolated_by_groovy():
 
 
 def test_tests_publish_junit_and_the_build_is_guarded():
-    tests = stage_bodies()["Run tests"]
+    tests = stage_bodies(JENKINSFILE)["Run tests"]
     assert "--junitxml=test-artifacts/junit.xml" in tests
     assert re.search(r"post \{\s*always \{\s*junit [^\n]*test-artifacts/junit.xml", tests)
     for option in ("disableConcurrentBuilds()", "githubPush()", "timeout(time:"):
         assert option in JENKINSFILE
-    assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")
+    assert all("timeout(time:" in body for name, body in stage_bodies(JENKINSFILE).items() if name != "Checkout")
 
 
 def test_the_registry_decides_what_a_build_does():
     """gto check-ref on the pushed tag: a version builds, tests and publishes; a stage deploys; an old one nothing."""
-    bodies = stage_bodies()
+    bodies = stage_bodies(JENKINSFILE)
     assert 'make -s registry-ref REF="$TAG_NAME"' in bodies["Registry"]
     when = {name: re.search(r"when \{ expression \{ (.+?) \} \}", body) for name, body in bodies.items()}
     build = "env.REGISTRY_EVENT in ['none', 'registration']"

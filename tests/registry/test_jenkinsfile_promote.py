@@ -8,14 +8,9 @@ import subprocess
 
 from iris_classifier.project.paths import ROOT
 from iris_classifier.retraining.shadow_report import SHADOW_JSON, VERDICTS
-from ops.jenkins_steps import stages
+from ops.jenkins_steps import stage_bodies, stages
 
 JENKINSFILE = (ROOT / "Jenkinsfile.promote").read_text()
-
-
-def stage_bodies() -> dict[str, str]:
-    parts = re.split(r"stage\('([^']+)'\)", JENKINSFILE)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def test_each_stage_calls_one_make_target_that_exists():
@@ -33,14 +28,14 @@ def test_each_stage_calls_one_make_target_that_exists():
         target = re.match(r"^make ([a-z0-9-]+)", stage.steps[0]).group(1)
         dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
         assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"
-    assert all("timeout(time:" in body for name, body in stage_bodies().items() if name != "Checkout")
+    assert all("timeout(time:" in body for name, body in stage_bodies(JENKINSFILE).items() if name != "Checkout")
     assert re.search(r"triggers\s*\{[^}]*cron\('H \d+ \* \* \*'\)", JENKINSFILE)
     assert "disableConcurrentBuilds()" in JENKINSFILE
 
 
 def test_only_a_passing_report_promotes_its_own_version():
     assert [stage.name for stage in stages(JENKINSFILE) if stage.conditional] == ["Promote"]
-    bodies = stage_bodies()
+    bodies = stage_bodies(JENKINSFILE)
     assert "when { expression { env.SHADOW_CANDIDATE } }" in bodies["Promote"]
     assert 'make promote VERSION="$SHADOW_CANDIDATE" STAGE=production PUSH=1' in bodies["Promote"]
     # the candidate is set once, on exit 0 and verdict pass, to the version the report judged
@@ -59,6 +54,6 @@ def test_only_a_passing_report_promotes_its_own_version():
 
 def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
     assert 'sh "' not in JENKINSFILE and 'sh(script: "' not in JENKINSFILE
-    bodies = stage_bodies()
+    bodies = stage_bodies(JENKINSFILE)
     assert "variable: 'GDRIVE_CREDENTIALS_DATA')]) {" in bodies["Pull data and model"]
     assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Promote"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import requests
 
+from iris_classifier.domain.schema import FEATURES
 from iris_classifier.harness.servers import Server
 from tests.conftest import run
 
@@ -31,3 +34,11 @@ def bento_server(bento_tag, artifacts_dir, tmp_path_factory):
 def url(server) -> str:
     """The source service (the built Bento serves the same answers: tests/service/test_bento.py)."""
     return server.url
+
+
+def classify_batch(url: str, rows: np.ndarray) -> list[dict]:
+    """/classify_batch's answers for rows of cm (what the V2 and gRPC tests compare their answers with)."""
+    flowers = [dict(zip(FEATURES, row, strict=True)) for row in rows.tolist()]
+    response = requests.post(f"{url}/classify_batch", json={"flowers": flowers}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()

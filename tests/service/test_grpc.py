@@ -22,6 +22,7 @@ from iris_classifier.serving.v2.grpc_server import MAX_MESSAGE_BYTES, SERVICE_NA
 from iris_classifier.serving.v2.proto import open_inference_grpc_pb2 as pb
 from iris_classifier.serving.v2.proto import open_inference_grpc_pb2_grpc as pb_grpc
 from iris_classifier.serving.v2.types import INPUT_NAME
+from tests.service.conftest import classify_batch
 
 MODEL = "iris_classifier"
 ROWS = np.array([[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES])
@@ -63,13 +64,6 @@ def triton_input(rows: np.ndarray, datatype: str = "FP64", shape: list[int] | No
     else:  # a shape that does not match the values: set the raw bytes past the client's own check
         tensor._raw_content = rows.astype(np.float64).tobytes()
     return tensor
-
-
-def classify_batch(url: str, rows: np.ndarray) -> list[dict]:
-    flowers = [dict(zip(FEATURES, row, strict=True)) for row in rows.tolist()]
-    response = requests.post(f"{url}/classify_batch", json={"flowers": flowers}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def refusal(call) -> InferenceServerException:

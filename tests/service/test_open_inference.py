@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, MAX_BATCH_FLOWERS, MAX_MEASUREMENT_CM, SPECIES
 from iris_classifier.serving.v2.types import INPUT_NAME
+from tests.service.conftest import classify_batch
 
 MODEL = "iris_classifier"
 ROWS = np.array([[EXAMPLE_FLOWERS[species][name] for name in FEATURES] for species in SPECIES])
@@ -38,13 +39,6 @@ def tensor(rows: np.ndarray, datatype: str = "FP64") -> triton.InferInput:
     tensor = triton.InferInput(INPUT_NAME, list(rows.shape), datatype)
     tensor.set_data_from_numpy(rows.astype(np.float32 if datatype == "FP32" else np.float64), binary_data=False)
     return tensor
-
-
-def classify_batch(url: str, rows: np.ndarray) -> list[dict]:
-    flowers = [dict(zip(FEATURES, row, strict=True)) for row in rows.tolist()]
-    response = requests.post(f"{url}/classify_batch", json={"flowers": flowers}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 # ---- tritonclient, unchanged, against the source service and the built Bento ----

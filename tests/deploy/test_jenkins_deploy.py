@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 from iris_classifier.project.paths import ROOT
-from tests.pipeline.test_jenkinsfile import JENKINSFILE, stage_bodies
+from ops.jenkins_steps import stage_bodies
+from tests.pipeline.test_jenkinsfile import JENKINSFILE
 
 FAKE_KUBECTL = """#!/bin/sh
 # Records every call; `kustomize` is passed to the real kubectl; `rollout status` fails when asked to.
@@ -24,7 +25,7 @@ exit 0
 
 
 def test_deploy_stage_is_off_by_default_and_deploys_a_published_version_by_digest():
-    deploy = stage_bodies()["Deploy"]
+    deploy = stage_bodies(JENKINSFILE)["Deploy"]
     assert "choice(name: 'DEPLOY_TO', choices: ['none', 'staging', 'production']" in JENKINSFILE
     assert re.search(r"when \{ expression \{ params\.DEPLOY_TO != 'none' \} \}", deploy)
     # The kubeconfig, the signing key's public half and the registry's credentials: bound, never interpolated.
@@ -33,11 +34,11 @@ def test_deploy_stage_is_off_by_default_and_deploys_a_published_version_by_diges
     assert "usernamePassword(credentialsId: 'registry-credentials'" in deploy
     # The version the Registry stage found (a release or a stage tag), from REGISTRY: the one knob.
     assert 'sh \'make k8s-deploy ENV="$DEPLOY_TO" REGISTRY="$REGISTRY" VERSION="$REGISTRY_VERSION"\'' in deploy
-    assert list(stage_bodies())[-2:] == ["Smoke test", "Deploy"]
+    assert list(stage_bodies(JENKINSFILE))[-2:] == ["Smoke test", "Deploy"]
 
 
 def test_publish_stage_signs_pushes_and_archives_the_sbom_and_the_digest_record():
-    publish = stage_bodies()["Publish image"]
+    publish = stage_bodies(JENKINSFILE)["Publish image"]
     assert "file(credentialsId: 'image-signing-key', variable: 'SIGN_KEY')" in publish
     assert re.search(r"usernamePassword\(credentialsId: 'registry-credentials',\s*usernameVariable: 'REGISTRY_USER',"
                      r"\s*passwordVariable: 'REGISTRY_PASSWORD'\)", publish)  # fmt: skip

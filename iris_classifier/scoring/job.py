@@ -16,25 +16,32 @@ import sys
 from pathlib import Path
 
 from iris_classifier.registry.versions import Refused
-from iris_classifier.scoring.batch import InputColumnsError, check_input_columns
+from iris_classifier.scoring.columns import InputColumnsError, check_input_columns
 from iris_classifier.scoring.locations import FORMATS, InputError, input_format, local_columns, local_path
 from iris_classifier.scoring.model_choice import choose
 from iris_classifier.scoring.spark_env import (
     LOOPBACK_CONF,
+    ClassArchive,
     SparkUnavailable,
+    class_archive,
     require_java,
     spark_environment,
     spark_venv,
 )
 
 
-def job_command(python: Path, args: argparse.Namespace, model: dict[str, str]) -> list[str]:
+def job_command(
+    python: Path, args: argparse.Namespace, model: dict[str, str], archive: ClassArchive | None = None
+) -> list[str]:
     command = [str(python), "-m", "iris_classifier.scoring.spark_job", "--input", args.input, "--output", args.output]
     command += ["--format", args.format, "--input-format", args.input_format, "--master", args.master]
     command += ["--model-dir", model["path"], "--model-tag", model["tag"]]
     if model.get("registry_version"):
         command += ["--registry-version", model["registry_version"]]
-    conf = {**LOOPBACK_CONF, "spark.pyspark.python": str(python), **dict(pair.split("=", 1) for pair in args.conf)}
+    conf = {**LOOPBACK_CONF, "spark.pyspark.python": str(python)}
+    if archive is not None:  # the user's own driver options (--conf) replace it
+        conf["spark.driver.extraJavaOptions"] = archive.java_option
+    conf.update(dict(pair.split("=", 1) for pair in args.conf))
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     return command
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"score: {error}", file=sys.stderr)
         return 1
     try:
-        require_java("score")
+        java = require_java("score")
         choice = choose(stage=args.stage, version=args.version)
         python = spark_venv()
     except (Refused, SparkUnavailable) as refused:
@@ -83,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"score: model {choice.tag} ({choice.chosen_by}); master {args.master}", flush=True)
     model = {key: str(value) for key, value in choice.as_dict().items() if value is not None}
-    return subprocess.run(job_command(python, args, model), env=spark_environment(python)).returncode
+    archive = class_archive(java) if args.master.startswith("local") else None  # a cluster's driver: its own JVM
+    code = subprocess.run(job_command(python, args, model, archive), env=spark_environment(python)).returncode
+    if archive is not None:
+        archive.keep(succeeded=code == 0)
+    return code
 
 
 if __name__ == "__main__":

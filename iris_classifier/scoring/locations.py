@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -56,7 +57,8 @@ def local_columns(path: str, fmt: str) -> list[str] | None:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(files[0]).names)
-        with open(files[0], newline="") as table:
+        opener = gzip.open if files[0].name.endswith(".gz") else open
+        with opener(files[0], "rt", newline="") as table:
             return next(csv.reader(table), [])
     except Exception as error:  # pyarrow's ArrowInvalid, a decoding error, a permission error: all unreadable
         raise InputError(f"input: cannot read {files[0]} as {fmt}: {error}") from None

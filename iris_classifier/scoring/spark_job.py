@@ -3,7 +3,8 @@
 `make score` runs it in .venv-spark (iris_classifier/scoring/job.py chooses the model first); on a cluster it is
 the application spark-submit runs (docs/scoring.md). It is told the model's folder, not the registry: the driver
 reads the files the ONNX fast path needs and broadcasts them, and each executor's Python worker loads the
-service's Predictor from them once and scores Arrow batches with `score_batch` (batch.py).
+service's Predictor from them once and scores Arrow batches with `score_arrow` (batch.py), as Arrow: the user's
+columns go back to the JVM as they came, without a pandas copy.
 
     python -m iris_classifier.scoring.spark_job --input PATH --output DIR --model-dir DIR --model-tag TAG
         [--format parquet|csv] [--input-format auto|csv|parquet] [--master local[*]] [--conf key=value ...]
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,16 +26,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
 from py4j.protocol import Py4JJavaError
+from pyspark import SparkContext
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from iris_classifier.model.files import FAST_PATH_FILES, ONNX_FILE, SCALER_FILE
 from iris_classifier.model.pipeline import Predictor
-from iris_classifier.scoring.batch import PROBABILITY_COLUMNS, InputColumnsError, check_input_columns, score_batch
-from iris_classifier.scoring.locations import FORMATS, SUMMARY_FILE, InputError, input_format, local_path
+from iris_classifier.scoring.batch import score_arrow
+from iris_classifier.scoring.columns import PROBABILITY_COLUMNS, InputColumnsError, check_input_columns
+from iris_classifier.scoring.locations import FORMATS, SUMMARY_FILE, InputError, input_format, local_columns, local_path
 
 
 def model_files(folder: Path) -> dict[str, bytes]:
@@ -79,14 +83,14 @@ def model_folder(key: str, files: dict[str, bytes]) -> Path:
 
 
 def score_partition(
-    batches: Iterator[pd.DataFrame], *, files: Any, key: str, model_tag: str, rows_read: Any, rows_refused: Any
-) -> Iterator[pd.DataFrame]:
-    """mapInPandas' function: each Arrow batch of a partition through `score_batch`, counted."""
+    batches: Iterator[pa.RecordBatch], *, files: Any, key: str, model_tag: str, rows_read: Any, rows_refused: Any
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow's function: each Arrow batch of a partition through `score_arrow`, counted."""
     predictor = predictor_for(key, files)
     for batch in batches:
-        scored = score_batch(batch, predictor, model_tag)
-        rows_read.add(len(batch))
-        rows_refused.add(int(scored["error"].notna().sum()))
+        scored = score_arrow(batch, predictor, model_tag)
+        rows_read.add(batch.num_rows)
+        rows_refused.add(batch.num_rows - scored.column("error").null_count)
         yield scored
 
 
@@ -99,13 +103,24 @@ def output_schema(schema: StructType) -> StructType:
 
 def read(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     """CSV with a header, every column as text (passed through unchanged; measurements parsed by the job), or
-    Parquet as typed. Errors (no such path, not that format) as InputError."""
+    Parquet as typed. Errors (no such path, not that format) as InputError.
+
+    A local CSV's header is read here and given to Spark as the schema, so Spark runs no job of its own to find
+    it (the job's first, and with a cold JVM its slowest, second or more); Spark still checks each file's
+    header against it (enforceSchema off). Other paths, and headers Spark would rename (empty or repeated
+    names), are left to Spark's header inference.
+    """
     folder = local_path(path)
     if folder is not None and not folder.exists():
         raise InputError(f"input: {path} does not exist")
     try:
         if fmt == "csv":
-            return spark.read.csv(path, header=True, inferSchema=False, mode="PERMISSIVE")
+            reader = spark.read.options(header=True, inferSchema=False, mode="PERMISSIVE")
+            header = local_columns(path, fmt)
+            if header and all(header) and len(set(header)) == len(header):
+                text = StructType([StructField(name, StringType()) for name in header])
+                reader = reader.schema(text).option("enforceSchema", False)
+            return reader.csv(path)
         return spark.read.parquet(path)
     except SPARK_ERRORS as error:
         raise InputError(f"input: cannot read {path} as {fmt}: {first_line(error)}") from None
@@ -160,7 +175,7 @@ def score(
         rows_read=rows_read,
         rows_refused=rows_refused,
     )
-    scored = frame.mapInPandas(function, schema=output_schema(frame.schema))
+    scored = frame.mapInArrow(function, schema=output_schema(frame.schema))
     writer = scored.write.mode("errorifexists")
     try:
         if fmt == "csv":
@@ -196,6 +211,20 @@ def session(master: str | None, conf: dict[str, str]) -> SparkSession:
     for key, value in conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def stop(spark: SparkSession) -> None:
+    """Stop the session and wait for its JVM to end (it does when its stdin closes), so the job's processes end
+    with it, and a class archive the JVM writes at exit (spark_env.ClassArchive) is whole when the job returns."""
+    gateway = SparkContext._gateway
+    spark.stop()
+    process = getattr(gateway, "proc", None)
+    if process is not None and process.stdin is not None:
+        process.stdin.close()
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # a JVM that does not end is not left behind
+            process.kill()
 
 
 def parse_conf(pairs: list[str]) -> dict[str, str]:
@@ -246,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"score: {error}", file=sys.stderr)
         return 1
     finally:
-        spark.stop()
+        stop(spark)
     print(
         f"score: {summary['rows_read']:,} rows read, {summary['rows_scored']:,} scored, "
         f"{summary['rows_refused']:,} refused (errors in the `error` column); model {summary['model_version']}"

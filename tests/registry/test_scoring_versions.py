@@ -12,7 +12,7 @@ import yaml
 
 from iris_classifier.domain.schema import FEATURES
 from iris_classifier.model.pipeline import Predictor
-from iris_classifier.scoring.batch import PROBABILITY_COLUMNS
+from iris_classifier.scoring.columns import PROBABILITY_COLUMNS
 from iris_classifier.scoring.flower_files import flowers
 from tests.conftest import run
 from tests.registry.conftest import Copy

@@ -6,17 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from iris_classifier.domain.schema import EXAMPLE_FLOWERS, FEATURES, SPECIES
 from iris_classifier.model.pipeline import Predictor
-from iris_classifier.scoring.batch import (
-    OUTPUT_COLUMNS,
-    PROBABILITY_COLUMNS,
-    InputColumnsError,
-    check_input_columns,
-    score_batch,
-)
+from iris_classifier.scoring.batch import score_arrow, score_batch
+from iris_classifier.scoring.columns import OUTPUT_COLUMNS, PROBABILITY_COLUMNS, InputColumnsError, check_input_columns
 from iris_classifier.scoring.flower_files import BAD_VALUES, ID_COLUMN, flowers
 
 
@@ -76,3 +72,56 @@ def test_a_missing_measurement_column_or_a_clashing_output_column_is_refused_by_
     with pytest.raises(InputColumnsError, match="column species would be overwritten"):
         check_input_columns([*FEATURES, "species"])
     check_input_columns(["id", *FEATURES])
+
+
+# Cells as a CSV or a user's table may hold them: plain decimals in every form, and what only float() reads,
+# what nothing reads, and what breaks a rule.
+MESSY_CELLS = (
+    "5.1", "0.2", "+3.5", ".5", "6.", "1E1", "4.4e-0", "00012.50", "7", "30", "30.0000001", "0", "-1.5",
+    " 2.5", "2.5 ", "1_5", "\u0661\u0662", "nan", "NaN", "inf", "-inf", "1e400", "1e-400", "", "wide", "0x1f", "1e",
+    None,
+)  # fmt: skip
+
+
+def messy_batch(rows: int, seed: int) -> pa.RecordBatch:
+    rng = np.random.default_rng(seed)
+    cells = {
+        name: [MESSY_CELLS[i] if rng.random() < 0.3 else f"{rng.uniform(0.1, 8):.{rng.integers(0, 6)}f}"
+               for i in rng.integers(0, len(MESSY_CELLS), rows)]
+        for name in FEATURES
+    }  # fmt: skip
+    return pa.RecordBatch.from_pydict({"survey": [f"s{i}" for i in range(rows)], **cells})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_arrow_batch_scores_as_the_same_rows_in_pandas_do(predictor, seed):
+    batch = messy_batch(4_000, seed)
+    scored = score_arrow(batch, predictor, "v")
+    assert scored.schema.names == [*batch.schema.names, *OUTPUT_COLUMNS]
+    assert scored.select(batch.schema.names).equals(batch)  # the user's columns as they were
+    expected = score_batch(batch.to_pandas(), predictor, "v")
+    pd.testing.assert_frame_equal(scored.to_pandas(), expected)  # values bit for bit, the same error texts
+    refused = expected["error"].notna()
+    assert 0 < refused.sum() < len(expected)  # both kinds of row were there
+
+
+def test_typed_arrow_columns_score_as_in_pandas(predictor):
+    rows = 2_000
+    rng = np.random.default_rng(7)
+    floats = rng.uniform(-1, 40, rows)
+    floats[::37] = np.nan
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "sepal_length": pa.array(floats),  # NaN: pandas' missing value
+            "sepal_width": pa.array([None if i % 41 else float(v) for i, v in enumerate(rng.uniform(0.5, 5, rows))]),
+            "petal_length": pa.array(rng.integers(-2, 9, rows)),  # integers, some out of range
+            "petal_width": pa.array(rng.uniform(0.1, 2.5, rows), type=pa.float32()),
+        }
+    )
+    pd.testing.assert_frame_equal(
+        score_arrow(batch, predictor, "v").to_pandas(), score_batch(batch.to_pandas(), predictor, "v")
+    )
+    booleans = batch.set_column(0, "sepal_length", pa.array([True] * rows))
+    scored = score_arrow(booleans, predictor, "v").to_pandas()
+    pd.testing.assert_frame_equal(scored, score_batch(booleans.to_pandas(), predictor, "v"))
+    assert scored["error"].str.startswith("sepal_length: not a number").all()

@@ -15,7 +15,7 @@ import requests
 
 from iris_classifier.domain.schema import FEATURES, SPECIES
 from iris_classifier.model.pipeline import Predictor
-from iris_classifier.scoring.batch import OUTPUT_COLUMNS, PROBABILITY_COLUMNS
+from iris_classifier.scoring.columns import OUTPUT_COLUMNS, PROBABILITY_COLUMNS
 from iris_classifier.scoring.flower_files import BAD_VALUES
 from tests.conftest import ROOT
 from tests.scoring.conftest import BAD_EVERY, ROWS, completed, score, scored_rows, summary

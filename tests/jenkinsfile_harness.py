@@ -40,7 +40,9 @@ def ignore = { Object... ignored -> null }
 ['agent', 'parameters', 'triggers', 'options', 'environment', 'echo', 'checkout'].each {
     binding.setVariable(it, ignore)
 }
-['string', 'file', 'gitUsernamePassword', 'usernamePassword'].each { binding.setVariable(it, { Map binding_ -> binding_ }) }
+['string', 'file', 'gitUsernamePassword', 'usernamePassword'].each {
+    binding.setVariable(it, { Map binding_ -> binding_ })
+}
 binding.setVariable('pipeline', { Closure body -> body() })
 binding.setVariable('stages', { Closure body -> body() })
 binding.setVariable('post', { Closure body -> if (stage != null) { stage.post = body } })
@@ -81,7 +83,8 @@ binding.setVariable('stage', { String name, Closure body ->
 })
 
 new GroovyShell(binding).evaluate(new File(jenkinsfile))
-return [ran: ran, expanded: expanded, skipped: skipped, archived: archived, result: build.result, description: build.description]
+return [ran: ran, expanded: expanded, skipped: skipped, archived: archived, result: build.result,
+        description: build.description]
 }
 
 // args: the Jenkinsfile, the make target whose exit code each scenario sets, the report it reads, the build's

@@ -117,7 +117,7 @@ def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
     assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Push commit and tags"]
     shadow = bodies["Shadow in production"]
     for binding in ("variable: 'GDRIVE_CREDENTIALS_DATA'", "variable: 'SIGN_KEY'", "variable: 'KUBECONFIG'",
-                    "variable: 'SIGN_PUBKEY'", "passwordVariable: 'REGISTRY_PASSWORD'"):  # fmt: skip
+                    "variable: 'SIGN_PUBKEY'", "usernamePassword(credentialsId: 'registry-credentials',"):  # fmt: skip
         assert binding in shadow, binding
     assert "$SIGN_KEY" not in shadow and "$KUBECONFIG" not in shadow  # make reads them from the environment
 

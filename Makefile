@@ -285,7 +285,7 @@ test-publish: install ## real registry: push, digest pin, signature policy, SBOM
 	$(PY) -m pytest -p no:cacheprovider tests/publish $(PYTEST_ARGS)
 
 # --- Kubernetes (deploy/k8s): render, schema and policy checks, the pod's constraints on the image, a rollout ---
-.PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy
+.PHONY: k8s-render k8s-check k8s-pod-check rollout-test k8s-deploy deploy-shadow
 K8S_ENV = $(or $(ENV),staging)
 K8S_IMAGE_ARGS = $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(VERSION),--version $(VERSION)) \
                  $(if $(REGISTRY),--registry $(REGISTRY)) --record $(IMAGE_RECORD) $(if $(SHADOW),--shadow "$(SHADOW)")
@@ -306,6 +306,11 @@ rollout-test: install ## two containers behind HAProxy under load, both replaced
 
 k8s-deploy: install ## (Jenkins Deploy; KUBECONFIG) check the signature (SIGN_PUBKEY), render ENV by digest, apply, rollout, smoke; undo on failure
 	@SIGSTORE="$(SIGSTORE)" $(PY) -m ops.k8s deploy --env $(K8S_ENV) $(K8S_IMAGE_ARGS) --pubkey "$(SIGN_PUBKEY)"
+
+deploy-shadow: install ## (Jenkins retrain; KUBECONFIG) production's pods shadow VERSION=x.y.z: production's image carrying it, built at production's commit, published (REGISTRY, SIGN_KEY), deployed (SIGN_PUBKEY); DRY_RUN=1: the plan and build/k8s/production.yaml only
+	@SIGSTORE="$(SIGSTORE)" REGISTRY="$(REGISTRY)" SIGN_KEY="$(SIGN_KEY)" SIGN_PUBKEY="$(SIGN_PUBKEY)" \
+	  $(PY) -m ops.shadow_deploy "$(VERSION)" --dvc-remote $(DVC_REMOTE) --record $(IMAGE_RECORD) \
+	  $(if $(K8S_OUT),--out-dir $(K8S_OUT)) $(if $(DRY_RUN),--dry-run)
 
 # --- Overload (issue #25): memory per batch in flight, and the flood at the production pod's own limits ---
 .PHONY: bench-memory flood-test

@@ -1,6 +1,7 @@
 """A declarative Jenkinsfile run by Groovy (the interpreter npm-groovy-lint ships for `make lint-jenkinsfile`), Jenkins'
 steps stubbed: one `make` target exits as each scenario says and leaves the report the pipeline reads, and the
-outcome says which `sh` steps ran, which stages were skipped, what was archived and the build's result."""
+outcome says which `sh` steps ran (as written, and with the build's variables put in as sh would), which stages
+were skipped, what was archived and the build's result."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ GROOVY_LINT = ROOT / "ops" / "groovy-lint"
 HARNESS = r"""
 import groovy.json.JsonOutput
 
-def runCase = { String jenkinsfile, String makeTarget, String reportFile, String exitCode, String reportPath ->
+def runCase = { String jenkinsfile, String makeTarget, String reportFile, Map params, String exitCode,
+                String reportPath ->
 String report = reportPath == '-' ? null : new File(reportPath).text
 def env = [IRIS_MONITOR_DIR: '/srv/iris-classifier/monitor', MONITOR_DIR: '/srv/iris-classifier/monitor',
-           DRIFT_WINDOW: '500', DVC_REMOTE: 'local', BRANCH: 'main']
+           DRIFT_WINDOW: '500', DVC_REMOTE: 'local', BRANCH: 'main'] + params
 def build = [result: 'SUCCESS', description: null]
 def ran = []
+def expanded = []
 def skipped = []
 def archived = []
 def failed = false
@@ -37,7 +40,9 @@ def ignore = { Object... ignored -> null }
 ['agent', 'parameters', 'triggers', 'options', 'environment', 'echo', 'checkout'].each {
     binding.setVariable(it, ignore)
 }
-['string', 'file', 'gitUsernamePassword'].each { binding.setVariable(it, { Map binding_ -> binding_ }) }
+['string', 'file', 'gitUsernamePassword', 'usernamePassword'].each {
+    binding.setVariable(it, { Map binding_ -> binding_ })
+}
 binding.setVariable('pipeline', { Closure body -> body() })
 binding.setVariable('stages', { Closure body -> body() })
 binding.setVariable('post', { Closure body -> if (stage != null) { stage.post = body } })
@@ -47,9 +52,12 @@ binding.setVariable('steps', { Closure body -> stage.steps = body })
 binding.setVariable('script', { Closure body -> body() })
 binding.setVariable('withCredentials', { List bindings, Closure body -> body() })
 binding.setVariable('always', { Closure body -> body() })
+binding.setVariable('success', { Closure body -> if (!failed) { body() } })
 binding.setVariable('sh', { arg ->
     String command = arg instanceof Map ? arg.script : arg
     ran << command
+    // a credential's variable is not the build's: it stays $NAME
+    expanded << command.replaceAll(/\$([A-Z_]+)/) { all, name -> env.containsKey(name) ? env[name] : all }
     return command.startsWith('make ' + makeTarget + ' ') ? (exitCode as int) : 0
 })
 binding.setVariable('fileExists', { String path -> assert path == reportFile; report != null })
@@ -75,13 +83,16 @@ binding.setVariable('stage', { String name, Closure body ->
 })
 
 new GroovyShell(binding).evaluate(new File(jenkinsfile))
-return [ran: ran, skipped: skipped, archived: archived, result: build.result, description: build.description]
+return [ran: ran, expanded: expanded, skipped: skipped, archived: archived, result: build.result,
+        description: build.description]
 }
 
-// args: the Jenkinsfile, the make target whose exit code each scenario sets, the report it reads, then (exit code,
-// report path) per scenario; one JVM runs them all, a fresh binding each
-for (int i = 3; i < args.length; i += 2) {
-    println 'OUTCOME ' + JsonOutput.toJson(runCase(args[0], args[1], args[2], args[i], args[i + 1]))
+// args: the Jenkinsfile, the make target whose exit code each scenario sets, the report it reads, the build's
+// parameters (JSON) beside the defaults, then (exit code, report path) per scenario; one JVM runs them all, a fresh
+// binding each
+Map params = new groovy.json.JsonSlurper().parseText(args[3])
+for (int i = 4; i < args.length; i += 2) {
+    println 'OUTCOME ' + JsonOutput.toJson(runCase(args[0], args[1], args[2], params, args[i], args[i + 1]))
 }
 """
 
@@ -99,10 +110,16 @@ def groovy_classpath() -> str | None:
 
 
 def pipeline_runner(
-    work: Path, jenkinsfile: Path, make_target: str, report_file: str, scenarios: list[Scenario]
+    work: Path,
+    jenkinsfile: Path,
+    make_target: str,
+    report_file: str,
+    scenarios: list[Scenario],
+    params: dict[str, str | bool] | None = None,
 ) -> Callable[[int, str | None], dict]:
     """run(code, report) -> the outcome of the Jenkinsfile with `make <make_target>` exiting `code` and leaving
-    `report` at `report_file`. The listed scenarios run in one JVM the first time one is asked for."""
+    `report` at `report_file`, the build's parameters the harness's defaults and `params`. The listed scenarios run
+    in one JVM the first time one is asked for."""
     if shutil.which("java") is None:
         pytest.skip("java is not installed (npm-groovy-lint needs it too): apt-get install -y default-jre-headless")
     if groovy_classpath() is None:
@@ -122,7 +139,7 @@ def pipeline_runner(
             arguments += [str(code), report_path]
         command = ["java", *JVM_OPTIONS, "-cp", groovy_classpath(), "groovy.ui.GroovyMain", str(harness)]
         result = subprocess.run(
-            [*command, str(jenkinsfile), make_target, report_file, *arguments],
+            [*command, str(jenkinsfile), make_target, report_file, json.dumps(params or {}), *arguments],
             capture_output=True,
             text=True,
             timeout=120 + 10 * len(cases),

@@ -113,3 +113,26 @@ def test_a_public_key_file_that_holds_no_key_is_refused(tmp_path):
     result = deploy(tmp_path, "--version", "1.2.0", "--registry", "127.0.0.1:9", "--pubkey", str(pubkey), env=env)
     assert result.returncode != 0 and "SIGN_PUBKEY=" in result.stderr and "holds 0 GPG public keys" in result.stderr
     assert applied(log) == []
+
+
+def test_the_retrain_shadow_stage_publishes_and_deploys_with_the_publish_and_deploy_stages_credentials():
+    """Jenkinsfile.retrain's 'Shadow in production' does what Publish image and Deploy do, for production and the
+    staged version: the same credentials, bound the same way (make deploy-shadow reads them from the environment)."""
+    shadow = stage_bodies((ROOT / "Jenkinsfile.retrain").read_text())["Shadow in production"]
+    main = stage_bodies(JENKINSFILE)
+    credential = re.compile(r"(?:string|file|usernamePassword)\(credentialsId: '[^']+',\s*\w+: '\w+'")
+
+    def bindings(body: str) -> set[str]:
+        return {re.sub(r"\s+", " ", found) for found in credential.findall(body)}
+
+    needed = bindings(main["Publish image"]) | bindings(main["Deploy"])
+    assert len(needed) == 4  # the signing key, the registry's login, the kubeconfig, the signing key's public half
+    assert needed <= bindings(shadow)
+    assert re.findall(r"\bsh '([^']+)'", shadow) == [
+        'make deploy-shadow VERSION="$STAGED_VERSION" REGISTRY="$REGISTRY" DVC_REMOTE="$DVC_REMOTE"'
+    ]
+    # the Makefile hands the bound files on to ops.shadow_deploy, which reads them as these variables
+    recipe = re.search(r"^deploy-shadow:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    for name in ("REGISTRY", "SIGN_KEY", "SIGN_PUBKEY"):
+        assert f'{name}="$({name})"' in recipe, name
+    assert "--dvc-remote $(DVC_REMOTE)" in recipe

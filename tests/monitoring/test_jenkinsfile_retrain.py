@@ -1,5 +1,6 @@
 """Jenkinsfile.retrain: scheduled and alert-triggered, one existing make target per stage, and the data, the
-commit and the tags pushed only when `make retrain` promoted.
+commit and the tags pushed, and the staged version deployed as production's shadow (DEPLOY_SHADOW), only when
+`make retrain` promoted.
 
 The last tests run the Jenkinsfile itself with Groovy (the interpreter npm-groovy-lint ships for
 `make lint-jenkinsfile`), Jenkins' steps stubbed: `make retrain` exits as each scenario says, and the
@@ -66,6 +67,7 @@ def test_each_stage_calls_one_make_target_that_exists():
         "Retrain",
         "Push data",
         "Push commit and tags",
+        "Shadow in production",
     ]
     assert "checkout scm" in stage_bodies(JENKINSFILE)["Checkout"] and parsed[0].steps == []
     for stage in parsed[1:]:
@@ -80,12 +82,16 @@ def test_each_stage_calls_one_make_target_that_exists():
 
 def test_only_a_promotion_pushes_and_the_data_goes_before_the_commit():
     conditional = {stage.name for stage in stages(JENKINSFILE) if stage.conditional}
-    assert conditional == {"Push data", "Push commit and tags"}
+    assert conditional == {"Push data", "Push commit and tags", "Shadow in production"}
     bodies = stage_bodies(JENKINSFILE)
-    for name in conditional:
+    for name in ("Push data", "Push commit and tags"):
         assert "when { expression { env.RETRAIN_DECISION == 'promoted' } }" in bodies[name], name
+    # the shadow: after the tags are pushed (the pods' image names the release), and only when asked for
+    shadow = "when { expression { env.RETRAIN_DECISION == 'promoted' && params.DEPLOY_SHADOW } }"
+    assert shadow in bodies["Shadow in production"]
+    assert "booleanParam(name: 'DEPLOY_SHADOW', defaultValue: false" in JENKINSFILE
     names = list(bodies)
-    assert names.index("Push data") < names.index("Push commit and tags")
+    assert names.index("Push data") < names.index("Push commit and tags") < names.index("Shadow in production")
     # the decision is set in one place, from the report the job wrote
     assert JENKINSFILE.count("env.RETRAIN_DECISION = ") == 2
     assert re.search(
@@ -109,21 +115,38 @@ def test_secrets_come_from_credentials_and_are_never_interpolated_by_groovy():
     for name in ("Pull data and model", "Push data"):
         assert "variable: 'GDRIVE_CREDENTIALS_DATA')]) {" in bodies[name], name
     assert "withCredentials([gitUsernamePassword(credentialsId: '" in bodies["Push commit and tags"]
+    shadow = bodies["Shadow in production"]
+    for binding in ("variable: 'GDRIVE_CREDENTIALS_DATA'", "variable: 'SIGN_KEY'", "variable: 'KUBECONFIG'",
+                    "variable: 'SIGN_PUBKEY'", "usernamePassword(credentialsId: 'registry-credentials',"):  # fmt: skip
+        assert binding in shadow, binding
+    assert "$SIGN_KEY" not in shadow and "$KUBECONFIG" not in shadow  # make reads them from the environment
 
 
 # -- the pipeline run by Groovy, Jenkins' steps stubbed (tests/jenkinsfile_harness.py) ----------------------
 
 
+SHADOW_PARAMS = {"DEPLOY_SHADOW": True, "REGISTRY": "registry.example.com/ml"}
+
+
 @pytest.fixture(scope="module")
 def run_pipeline(tmp_path_factory):
-    """Run Jenkinsfile.retrain with `make retrain` exiting `code` and leaving `report` (None: no file)."""
+    """Run Jenkinsfile.retrain with `make retrain` exiting `code` and leaving `report` (None: no file), the shadow
+    deploy asked for (DEPLOY_SHADOW, REGISTRY)."""
     work = tmp_path_factory.mktemp("jenkinsfile-retrain")
-    return pipeline_runner(work, ROOT / "Jenkinsfile.retrain", "retrain", "reports/retrain.json", SCENARIOS)
+    return pipeline_runner(
+        work, ROOT / "Jenkinsfile.retrain", "retrain", "reports/retrain.json", SCENARIOS, params=SHADOW_PARAMS
+    )
 
 
 def report(decision: str) -> str:
-    """As `make retrain` writes reports/retrain.json (json.dumps, indent 2)."""
-    return json.dumps({"decision": decision, "reasons": ["..."], "labels_used": 300}, indent=2) + "\n"
+    """As `make retrain` writes reports/retrain.json (json.dumps, indent 2): a promotion names the champion's
+    version, the staged one and its tags (iris_classifier/retraining/job.py)."""
+    written = {"decision": decision, "reasons": ["..."], "champion": {"tag": "iris_classifier:a", "version": "v1.0.0"},
+               "challenger": {"tag": "iris_classifier:b", "version": None}, "labels_used": 300}  # fmt: skip
+    if decision == "promoted":
+        written["challenger"]["version"] = written["version"] = "v1.1.0"
+        written["tags"] = ["iris-classifier@v1.1.0", "iris-classifier#staging#2"]
+    return json.dumps(written, indent=2) + "\n"
 
 
 FIRST_STEPS = [
@@ -132,8 +155,12 @@ FIRST_STEPS = [
     'make retrain IRIS_MONITOR_DIR="$IRIS_MONITOR_DIR"',
 ]
 PUSHES = ['make push DVC_REMOTE="$DVC_REMOTE"', 'make retrain-push BRANCH="$BRANCH"']
+SHADOW_DEPLOY = 'make deploy-shadow VERSION="$STAGED_VERSION" REGISTRY="$REGISTRY" DVC_REMOTE="$DVC_REMOTE"'
+# what sh ran it as: the staged version from the report, the parameters; the credentials stay in the environment
+SHADOW_DEPLOYED = 'make deploy-shadow VERSION="v1.1.0" REGISTRY="registry.example.com/ml" DVC_REMOTE="local"'
 ARCHIVED = ["reports/retrain.json, reports/retrain.html, reports/feedback.json"]
-SPACED_PROMOTION = '{"decision" :"promoted",\n"reasons": []}'
+PUBLISHED = ["build/image.json, build/sbom.cdx.json"]
+SPACED_PROMOTION = '{"decision" :"promoted",\n"reasons": [], "tags" : [ "iris-classifier@v1.1.0",\n"x"]}'
 FAILURES = [
     (2, None),  # the job failed before writing a report
     (2, report("promoted")),  # a previous build's report: this one failed
@@ -142,24 +169,38 @@ FAILURES = [
 ]
 # Every (make retrain's exit code, the report it leaves) the tests below run the pipeline with.
 SCENARIOS = [(0, report("promoted")), (0, SPACED_PROMOTION), (0, report("rejected")), (2, report("none")), *FAILURES]
+NOT_PROMOTED = ["Push data", "Push commit and tags", "Shadow in production"]
 
 
 @pytest.mark.slow
-def test_a_promotion_pushes_the_data_then_the_commit_and_tags(run_pipeline):
+def test_a_promotion_pushes_the_data_then_the_commit_and_tags_then_shadows_the_staged_version(run_pipeline):
     outcome = run_pipeline(0, report("promoted"))
-    assert outcome["ran"] == FIRST_STEPS + PUSHES
+    assert outcome["ran"] == FIRST_STEPS + PUSHES + [SHADOW_DEPLOY]
+    assert outcome["expanded"][-1] == SHADOW_DEPLOYED  # v1.1.0, the release; never the champion's v1.0.0
     assert (outcome["result"], outcome["description"], outcome["skipped"]) == ("SUCCESS", "promoted", [])
-    assert outcome["archived"] == ARCHIVED
+    assert outcome["archived"] == ARCHIVED + PUBLISHED
     # the report's spacing does not matter
-    assert run_pipeline(0, SPACED_PROMOTION)["ran"] == FIRST_STEPS + PUSHES
+    spaced = run_pipeline(0, SPACED_PROMOTION)
+    assert (spaced["ran"], spaced["expanded"][-1]) == (FIRST_STEPS + PUSHES + [SHADOW_DEPLOY], SHADOW_DEPLOYED)
 
 
 @pytest.mark.slow
-def test_a_rejection_pushes_nothing_and_the_build_passes(run_pipeline):
+def test_a_promotion_without_deploy_shadow_leaves_production_alone(tmp_path):
+    run = pipeline_runner(
+        tmp_path, ROOT / "Jenkinsfile.retrain", "retrain", "reports/retrain.json", [(0, report("promoted"))],
+        params={**SHADOW_PARAMS, "DEPLOY_SHADOW": False},
+    )  # fmt: skip
+    outcome = run(0, report("promoted"))
+    assert outcome["ran"] == FIRST_STEPS + PUSHES
+    assert (outcome["result"], outcome["skipped"]) == ("SUCCESS", ["Shadow in production"])
+
+
+@pytest.mark.slow
+def test_a_rejection_pushes_and_deploys_nothing_and_the_build_passes(run_pipeline):
     outcome = run_pipeline(0, report("rejected"))
     assert outcome["ran"] == FIRST_STEPS
     assert (outcome["result"], outcome["description"]) == ("SUCCESS", "rejected")
-    assert outcome["skipped"] == ["Push data", "Push commit and tags"]
+    assert outcome["skipped"] == NOT_PROMOTED
     assert outcome["archived"] == ARCHIVED
 
 
@@ -168,6 +209,7 @@ def test_no_decision_is_unstable_and_pushes_nothing(run_pipeline):
     outcome = run_pipeline(2, report("none"))  # make exits 2 when the job exits 1 (too few labels)
     assert outcome["ran"] == FIRST_STEPS
     assert (outcome["result"], outcome["description"]) == ("UNSTABLE", "no decision")
+    assert outcome["skipped"] == NOT_PROMOTED
     assert outcome["archived"] == ARCHIVED
 
 
@@ -177,7 +219,7 @@ def test_a_failed_retrain_fails_the_build_and_pushes_nothing(run_pipeline, code,
     outcome = run_pipeline(code, left)
     assert outcome["ran"] == FIRST_STEPS
     assert outcome["result"] == "FAILURE"
-    assert outcome["skipped"] == ["Push data", "Push commit and tags"]
+    assert outcome["skipped"] == NOT_PROMOTED
     assert outcome["archived"] == ARCHIVED
 
 

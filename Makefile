@@ -330,9 +330,10 @@ FORMAT ?= parquet
 INPUT_FORMAT ?= auto
 SPARK_MASTER ?= local[*]
 
-score: install ## score a file on Spark: make score INPUT=flowers.csv OUTPUT=dir [FORMAT=parquet|csv] [STAGE=production | VERSION=x.y.z] [SPARK_MASTER=spark://...]
+score: install ## score a file on Spark: make score INPUT=flowers.csv OUTPUT=dir [FORMAT=parquet|csv] [STAGE=production | VERSION=x.y.z] [SPARK_MASTER=spark://...] [SPARK_CONF="key=value ..."]
 	@DVC_REMOTE=$(DVC_REMOTE) $(PY) -m iris_classifier.scoring.job --input "$(INPUT)" --output "$(OUTPUT)" --format $(FORMAT) \
-	  --input-format $(INPUT_FORMAT) --stage "$(STAGE)" --version "$(VERSION)" --master "$(SPARK_MASTER)"
+	  --input-format $(INPUT_FORMAT) --stage "$(STAGE)" --version "$(VERSION)" --master "$(SPARK_MASTER)" \
+	  $(foreach setting,$(SPARK_CONF),--conf "$(setting)")
 
 spark-up: install ## a Spark standalone master + worker on 127.0.0.1 (pids in build/spark); last line SPARK_MASTER=spark://...
 	@$(PY) -m iris_classifier.scoring.cluster up

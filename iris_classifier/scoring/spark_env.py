@@ -4,6 +4,7 @@ SPARK_HOME inside the PySpark install, and the executors' Python."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -39,9 +40,15 @@ def java() -> str | None:
     return shutil.which("java")
 
 
+@functools.cache
+def java_build(binary: str) -> str:
+    """What `java -version` says (read once per process: each call starts a JVM)."""
+    return subprocess.run([binary, "-version"], capture_output=True, text=True).stderr
+
+
 def java_major(binary: str) -> int | None:
     """17 for `openjdk version "17.0.15"`, 1 for Java 8's "1.8.0"; None when it does not say."""
-    output = subprocess.run([binary, "-version"], capture_output=True, text=True).stderr
+    output = java_build(binary)
     found = re.search(r'version "(\d+)', output)
     return int(found.group(1)) if found else None
 
@@ -155,7 +162,7 @@ class ClassArchive:
 
 
 def class_archive(java_binary: str, venv: Path = SPARK_VENV) -> ClassArchive:
-    build = subprocess.run([java_binary, "-version"], capture_output=True, text=True).stderr
+    build = java_build(java_binary)
     key = hashlib.sha1(build.encode() + SPARK_LOCK.read_bytes()).hexdigest()[:12]
     path = venv / f"spark-classes-{key}.jsa"
     return ClassArchive(path, None if path.exists() else venv / f".spark-classes-{key}.{os.getpid()}.draft")

@@ -56,13 +56,16 @@ def files_key(files: dict[str, bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
-# One Predictor per Python worker process and model: Spark reuses its Python workers across tasks.
+# One Predictor per Python worker process and model: Spark reuses its Python workers across tasks. (This holds
+# because score_partition travels by reference, as a function of this module: see the end of the file.)
 _PREDICTORS: dict[str, Predictor] = {}
+COUNTS = ("rows_read", "rows_refused", "tasks", "predictor_loads")
 
 
-def predictor_for(key: str, files: Any) -> Predictor:
+def predictor_for(key: str, files: Any, loads: Any) -> Predictor:
     if key not in _PREDICTORS:
         _PREDICTORS[key] = Predictor.from_dir(model_folder(key, files.value))  # the lookup table is built here, once
+        loads.add(1)
     return _PREDICTORS[key]
 
 
@@ -83,10 +86,12 @@ def model_folder(key: str, files: dict[str, bytes]) -> Path:
 
 
 def score_partition(
-    batches: Iterator[pa.RecordBatch], *, files: Any, key: str, model_tag: str, rows_read: Any, rows_refused: Any
+    batches: Iterator[pa.RecordBatch], *, files: Any, key: str, model_tag: str, counts: dict[str, Any]
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow's function: each Arrow batch of a partition through `score_arrow`, counted."""
-    predictor = predictor_for(key, files)
+    counts["tasks"].add(1)
+    predictor = predictor_for(key, files, counts["predictor_loads"])
+    rows_read, rows_refused = counts["rows_read"], counts["rows_refused"]
     for batch in batches:
         scored = score_arrow(batch, predictor, model_tag)
         rows_read.add(batch.num_rows)
@@ -166,14 +171,15 @@ def score(
     check_input_columns(frame.columns)  # before any work
     # Counted as the rows pass: reading, scoring and writing are one stage (no shuffle), the job's result stage,
     # whose accumulator updates Spark applies once per partition, however often a task is retried.
-    rows_read, rows_refused = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
+    # tasks and predictor_loads show that each Python worker loads the model once, however many partitions
+    # it scores (tests/scoring/test_spark_job.py).
+    counts = {name: spark.sparkContext.accumulator(0) for name in COUNTS}
     function = functools.partial(
         score_partition,
         files=spark.sparkContext.broadcast(files),
         key=files_key(files),
         model_tag=model_tag,
-        rows_read=rows_read,
-        rows_refused=rows_refused,
+        counts=counts,
     )
     scored = frame.mapInArrow(function, schema=output_schema(frame.schema))
     writer = scored.write.mode("errorifexists")
@@ -194,9 +200,11 @@ def score(
         "model_version": model_tag,
         "registry_version": registry_version,
         "master": spark.sparkContext.master,
-        "rows_read": rows_read.value,
-        "rows_scored": rows_read.value - rows_refused.value,
-        "rows_refused": rows_refused.value,
+        "rows_read": counts["rows_read"].value,
+        "rows_scored": counts["rows_read"].value - counts["rows_refused"].value,
+        "rows_refused": counts["rows_refused"].value,
+        "tasks": counts["tasks"].value,
+        "predictor_loads": counts["predictor_loads"].value,
         "seconds": round(time.monotonic() - started, 2),
     }
     write_text(spark, output.rstrip("/") + "/" + SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
@@ -286,4 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module, not as __main__: Spark's cloudpickle sends a function of __main__ by value, with a copy
+    # of _PREDICTORS in each task, so every partition would load the model again.
+    from iris_classifier.scoring import spark_job
+
+    sys.exit(spark_job.main())

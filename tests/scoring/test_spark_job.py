@@ -139,3 +139,13 @@ def test_without_java_the_message_names_the_package_to_install(pipeline_ready, f
     assert result.returncode == 2
     assert "Spark needs Java 17 or newer" in result.stderr
     assert "apt-get install -y openjdk-17-jre-headless" in result.stderr
+
+
+def test_each_python_worker_loads_the_model_once_however_many_partitions_it_scores(spark_python, flower_csv, tmp_path):
+    output = tmp_path / "split"
+    small_splits = "spark.sql.files.maxPartitionBytes=32768"  # the 20,000-row file in about 16 partitions
+    result = score(flower_csv, output, "SPARK_MASTER=local[2]", f"SPARK_CONF={small_splits}")
+    assert result.returncode == 0, completed(result)
+    counts = summary(output)
+    assert counts["rows_read"] == ROWS and counts["tasks"] >= 10
+    assert 1 <= counts["predictor_loads"] <= 3  # two task slots; Spark may start a third worker, not one per task

@@ -71,11 +71,12 @@ def build(shadow: str | None = None) -> str:
 
     require_engine()
     bento = build_bento(shadow=shadow)
-    commit = bento.split(":", 1)[1]
+    commit = bento.split(":", 1)[1]  # with a shadow: <commit>-shadow-<version>
+    bento_labels = bentoml.bentos.get(bento).info.labels
     card = ModelCard.read()
     base = ensure_base_image()
     labels = {
-        "org.opencontainers.image.revision": commit,
+        "org.opencontainers.image.revision": bento_labels["git_commit"],  # the commit alone: a git revision
         "org.opencontainers.image.created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.source": SOURCE,
         "org.opencontainers.image.title": "iris-classifier",
@@ -84,7 +85,7 @@ def build(shadow: str | None = None) -> str:
         "ai.iris.model.held_out_accuracy": f"{card.held_out_accuracy:.4f}",
         "ai.iris.model.train_data_md5": card.train_data_md5,
         "ai.iris.bento": bento,
-        **registry_image_labels(bentoml.bentos.get(bento).info.labels, commit),  # version: the release, if any
+        **registry_image_labels(bento_labels, commit),  # version: the release, if any
     }
     command = [BENTOML, "containerize", bento, "-t", image_tag(commit), "--opt", "network=host"]
     for key, value in labels.items():

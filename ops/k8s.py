@@ -528,7 +528,13 @@ def deploy(
     validate([path])
     namespace = find(docs, "Deployment")["metadata"]["namespace"]
     commit = published.commit if published else publish.labels(reference.pinned(digest)).get(REVISION, "")
-    kubectl("apply", "-f", str(path))  # nothing changed yet if this fails: no undo
+    try:
+        kubectl("apply", "-f", str(path))  # nothing changed yet if this fails: no undo
+    except subprocess.CalledProcessError as error:
+        raise CheckFailed(
+            f"k8s-deploy: kubectl apply failed (exit {error.returncode}; its message is above): is the cluster "
+            "reachable with this KUBECONFIG? Nothing was applied."
+        ) from None
     try:
         kubectl("-n", namespace, "rollout", "status", f"deployment/{DEPLOYMENT}", f"--timeout={rollout_timeout}s")
         port = free_port()

@@ -50,7 +50,7 @@ def build(*, force: bool = False, shadow: str | None = None) -> str:
     ensure_model()
     card = ModelCard.read()
     labels = {
-        "git_commit": tag.split(":", 1)[1],  # the commit the Bento is built from (the model card hashes its code)
+        "git_commit": git_commit(),  # the commit the Bento is built from (the model card hashes its code)
         "model_tag": card.tag,
         "train_data_md5": card.train_data_md5,
         "held_out_accuracy": f"{card.held_out_accuracy:.4f}",

@@ -19,6 +19,12 @@ import pytest
 
 from iris_classifier.registry.published import ImageReference, PublishedImage
 from ops import image_registry, k8s, publish
+from tests.registry.conftest import (  # noqa: F401 (the registry copies, for test_shadow_deploy_image.py)
+    pipeline_outputs,
+    production_copy,
+    production_project,
+    registry_project,
+)
 
 TOOLS = {"docker-registry": "docker-registry", "skopeo": "skopeo", "gpg": "gnupg"}
 UNIQUE = f"{os.getpid()}"

@@ -26,7 +26,7 @@ export UV_NATIVE_TLS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install pipeline pull push model-import run serve test lint format bento image run-image smoke \
-        demo bench mlserver-venv grpc-stubs bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade lint-renovate
+        demo bench bench-batch-transport mlserver-venv grpc-stubs bench-model loadtest gdrive-folder metrics clean browser stop-image docker-engine docker-engine-stop lint-jenkinsfile test-image test-fast secrets docs lock-upgrade lint-renovate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ browser: install ## a headless Chromium for the browser tests: Debian's if there
 bench: bento ## serving benchmark, contenders alternated (needs wrk): writes docs/benchmarks.md
 	@command -v wrk >/dev/null || { echo "bench: wrk is missing; an admin installs it once: apt-get install -y wrk"; exit 1; }
 	$(PY) -m bench.http_bench
+
+bench-batch-transport: install ## 10,000 flowers over gRPC raw vs REST binary, alternated on one source service (~2 min; BENCH_ARGS=--no-prediction-log)
+	$(PY) -m bench.batch_transport $(BENCH_ARGS)
 
 loadtest: bento ## 60 s at 64 connections, 90% valid / 10% invalid, answers checked; LOADTEST_SECONDS=10 for short
 	$(PY) -m bench.loadtest --seconds $(or $(LOADTEST_SECONDS),60)

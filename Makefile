@@ -137,7 +137,7 @@ test: install ## the whole suite on one xdist worker per core, its 25 slowest li
 	@# --dist loadgroup: tests sharing a server, the project's BentoML store or the Docker engine run on one worker;
 	@# --reproduce-first: the pipeline is reproduced while the workers start (both in tests/conftest.py)
 	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(VENV)/.pycache \
-	  $(PY) -m pytest -m "not container and not spark" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --reproduce-first --durations=25 \
+	  $(PY) -m pytest -m "not container and not spark and not publish" -n $(or $(PYTEST_WORKERS),auto) --dist loadgroup --reproduce-first --durations=25 \
 	  $(PYTEST_ARGS)
 
 test-fast: install ## the fast tier: no pipeline run, no server, no browser (schema, validation, middlewares, files...)

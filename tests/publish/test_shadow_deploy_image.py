@@ -14,7 +14,7 @@ import pytest
 from iris_classifier.registry.published import PublishedImage
 from ops import k8s
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.publish]  # make test-publish only: an image build of minutes
 
 
 def closed_port() -> int:

@@ -119,10 +119,13 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
     send_traffic(logged_server.url, training_flowers(60, seed=22), bad_every=3)  # fresh traffic in the rate window
     prometheus.wait_for_scrapes(3)
 
+    # every query, and the sample counts that bound increase() below, evaluated at one instant: a scrape between
+    # two "now"s would give the bound one sample more than the answer it judges had (a tighter bound, a false fail)
+    at = time.time()
     answers = {}
     for query in panel_queries():
         promql = grafana_to_promql(query.expr, rate_interval="30s")
-        answer = prometheus.query(promql)
+        answer = prometheus.query(promql, at=at)
         assert answer["status"] == "success", f"{query.panel} [{query.legend}]: {promql}\n{answer}"
         assert answer["data"]["result"], f"{query.panel} [{query.legend}] returned no data: {promql}"
         answers[(query.panel, query.legend)] = {
@@ -156,7 +159,7 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
     # increase() extrapolates a counter's rise to the end of its window: never below the exact count (each series
     # started at 0 inside the window, so nothing is extrapolated before its first sample), and above it by at most
     # 1.1 scrape intervals' worth (Prometheus' extrapolation limit) over the span its samples cover.
-    labels_within = extrapolation("iris_feedback_labels_total", prometheus)
+    labels_within = extrapolation("iris_feedback_labels_total", prometheus, at)
     (accuracy,) = answers[("Live accuracy of labelled flowers (last hour)", "accuracy (all replicas)")].values()
     assert accuracy == pytest.approx(32 / 40)  # a ratio of two increases: the extrapolation cancels
     (judged,) = answers[("Live accuracy of labelled flowers (last hour)", "judged labels in the hour")].values()
@@ -175,17 +178,18 @@ def test_every_panel_query_is_accepted_and_returns_data_under_traffic(logged_ser
         assert labels_within(confusion[cell], count), (cell, confusion)
     refused = values("Feedback refused per hour, by reason", "{{reason}}")
     refused = {json.loads(key)["reason"]: value for key, value in refused.items()}
-    assert extrapolation("iris_feedback_rejected_total", prometheus)(refused["conflict"], 1), refused
+    assert extrapolation("iris_feedback_rejected_total", prometheus, at)(refused["conflict"], 1), refused
 
     # and no alert fires on this healthy, in-distribution service (the rules are loaded by this Prometheus)
     rules = prometheus.query('ALERTS{alertstate="firing"}')
     assert rules["status"] == "success" and rules["data"]["result"] == [], rules
 
 
-def extrapolation(counter: str, prometheus) -> Callable[[float, int], bool]:
-    """Whether an increase() over the counter's series can be `exact`: exact <= value <= exact * (1 + 1.1 / (n - 1)),
-    n the fewest samples any of its series has in the hour (n - 1 intervals span what the samples cover)."""
-    answer = prometheus.query(f'min(count_over_time({counter}{{job="iris-classifier"}}[1h]))')
+def extrapolation(counter: str, prometheus, at: float) -> Callable[[float, int], bool]:
+    """Whether an increase() over the counter's series, evaluated at `at`, can be `exact`: exact <= value <=
+    exact * (1 + 1.1 / (n - 1)), n the fewest samples any of its series has in the hour before `at` (n - 1
+    intervals span what the samples cover)."""
+    answer = prometheus.query(f'min(count_over_time({counter}{{job="iris-classifier"}}[1h]))', at=at)
     samples = int(float(answer["data"]["result"][0]["value"][1]))
     assert samples >= 3, answer
 

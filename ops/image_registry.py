@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 import requests
 
 from iris_classifier.project.paths import ROOT
+from iris_classifier.project.processes import free_port, terminate
 
 DIRECTORY = ROOT / "build" / "registry"
 BINARIES = ("docker-registry", "registry")  # Debian's name, upstream's name
@@ -48,12 +47,6 @@ def binary() -> str:
 def version() -> str:
     """e.g. `docker-registry github.com/docker/distribution v2.8.2+unknown`."""
     return subprocess.run([binary(), "--version"], capture_output=True, text=True).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -135,7 +128,7 @@ def start(directory: Path = DIRECTORY, *, port: int | None = None, htpasswd: Pat
                 return registry
             time.sleep(0.05)
         if process.poll() is None:
-            _terminate(process.pid)
+            terminate(process.pid)
         tail = registry.log.read_text(errors="replace")[-1500:]
         if port or attempt == 2 or "address already in use" not in tail:
             raise RegistryFailed(f"registry: {program} did not answer on {registry.address} ({registry.log}):\n{tail}")
@@ -151,21 +144,6 @@ def _is_ours(pid: int, config: Path) -> bool:
     return str(config).encode() in cmdline and any(Path(os.fsdecode(arg)).name in BINARIES for arg in cmdline[:1])
 
 
-def _terminate(pid: int, timeout: float = 10) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
-                return
-        if not Path(f"/proc/{pid}").exists():
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
 def _recorded(directory: Path) -> Registry | None:
     state = directory / "registry.json"
     if not state.exists():
@@ -178,7 +156,7 @@ def _recorded(directory: Path) -> Registry | None:
 
 def stop(registry: Registry) -> None:
     if _is_ours(registry.pid, registry.config):
-        _terminate(registry.pid)
+        terminate(registry.pid)
     (registry.directory / "registry.json").unlink(missing_ok=True)
 
 

@@ -1,7 +1,8 @@
-"""Start, poll and stop processes we launched: free loopback ports, readiness polls, process-group stops by pid."""
+"""Start, poll and stop processes we launched: free loopback ports, readiness polls, stops by pid or process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import requests
 
@@ -31,6 +33,23 @@ def seconds_until_ready(url: str, timeout: float, interval: float = 0.05) -> flo
             pass
         time.sleep(interval)
     return None
+
+
+def terminate(pid: int, timeout: float = 10) -> None:
+    """SIGTERM a process we started and recorded by pid, SIGKILL if it lingers past `timeout`; reaped when it is
+    our child (a test that started it in-process)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def stop_process_group(process: subprocess.Popen | None) -> None:

@@ -12,10 +12,8 @@ folder live in build/spark/; `down` stops a pid only while it is still that clus
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 import requests
 
 from iris_classifier.project.paths import ROOT
-from iris_classifier.project.processes import free_port
+from iris_classifier.project.processes import free_port, terminate
 from iris_classifier.scoring.spark_env import LOOPBACK, require_java, spark_environment, spark_home, spark_venv
 
 DIRECTORY = ROOT / "build" / "spark"
@@ -139,27 +137,11 @@ def is_ours(pid: int, directory: str, main_class: str) -> bool:
     return f"-Diris.spark.cluster={directory}".encode() in arguments and main_class.encode() in arguments
 
 
-def terminate(pid: int, timeout: float = 20) -> None:
-    """SIGTERM (the worker stops its executors on it), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child (tests start it in-process): reap it
-                return
-        if not Path(f"/proc/{pid}").exists():
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
 def stop(cluster: Cluster) -> None:
     """The worker first (it stops its executors), then the master; only pids that are still this cluster's."""
     for pid, main_class in ((cluster.worker_pid, WORKER_CLASS), (cluster.master_pid, MASTER_CLASS)):
         if pid and is_ours(pid, cluster.directory, main_class):
-            terminate(pid)
+            terminate(pid, timeout=20)  # the worker stops its executors on SIGTERM
     state_file(Path(cluster.directory)).unlink(missing_ok=True)
 
 

@@ -6,21 +6,15 @@ none here: its kubeconfig names a closed loopback port), and the deploy says so,
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 
 import pytest
 
+from iris_classifier.project.processes import free_port
 from iris_classifier.registry.published import PublishedImage
 from ops import k8s
 
 pytestmark = [pytest.mark.slow, pytest.mark.publish]  # make test-publish only: an image build of minutes
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def kubeconfig_of_no_cluster(path, port: int):
@@ -45,7 +39,7 @@ def test_the_shadow_image_is_built_at_production_commit_published_signed_and_ren
     copy.make("promote", "VERSION=1.1.0", "STAGE=staging")
     record = tmp_path / "image.json"
     copy.env.update(
-        KUBECONFIG=str(kubeconfig_of_no_cluster(tmp_path / "kubeconfig", closed_port())),
+        KUBECONFIG=str(kubeconfig_of_no_cluster(tmp_path / "kubeconfig", free_port())),  # nothing listens there
         SIGSTORE=str(tmp_path / "sigstore"),
     )
     image = f"iris-classifier:{production_commit}-shadow-v1.1.0"

@@ -29,9 +29,9 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import bentoml
 import numpy as np
@@ -55,6 +55,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 ROW_KEYS = tuple(name for name, _, _ in COLUMNS)
 
 logger = logging.getLogger(__name__)
+Entry = TypeVar("Entry")
 
 # Records queued for the writer at most: ~10 full batches, ~7 MB as batch columns (~34 MB as single flowers).
 MAX_PENDING_RECORDS = 100_000
@@ -109,6 +110,16 @@ def json_lines(keys: Sequence[str], columns: Sequence[Sequence[Any]], tails: lis
             flat[2 * number + 1 :: stride] = [piece for chunk in chunks for piece in encoded_column(chunk)]
     flat[stride - 1 :: stride] = tails
     return b"".join(flat)
+
+
+def groups(queue: collections.deque[Entry], limit: int, size: Callable[[Entry], int]) -> Iterator[list[Entry]]:
+    """The queue's entries in order, popped in groups of at most `limit` by `size` (an entry larger alone)."""
+    while queue:
+        group, total = [], 0
+        while queue and (not group or total + size(queue[0]) <= limit):
+            group.append(queue.popleft())
+            total += size(group[-1])
+        yield group
 
 
 def _records(entry: tuple[float, str, int, Any]) -> int:
@@ -233,14 +244,7 @@ class BufferedMonitor(MonitorBase[Any]):
         with self.write_lock:
             with self.queue_lock:  # the whole queue at once: requests append to a fresh one meanwhile
                 taken, self.pending, self.queued = self.pending, collections.deque(), 0
-            written = 0
-            while taken:
-                group, records = [], 0
-                while taken and (not group or records + _records(taken[0]) <= WRITE_CHUNK_RECORDS):
-                    group.append(taken.popleft())
-                    records += _records(group[-1])
-                written += self._write(group)
-            return written
+            return sum(self._write(group) for group in groups(taken, WRITE_CHUNK_RECORDS, _records))
 
     def _write(self, group: list[tuple[float, str, int, Any]]) -> int:
         """Write queued entries as JSON lines, in one write; returns the number of records written."""

@@ -42,7 +42,7 @@ from iris_classifier.data.production_log import SHADOW_NAME
 from iris_classifier.domain.schema import FEATURES, SPECIES
 from iris_classifier.model.pipeline import Predictor
 from iris_classifier.serving.admission import Admission
-from iris_classifier.serving.prediction_log import BufferedMonitor
+from iris_classifier.serving.prediction_log import BufferedMonitor, groups
 
 logger = logging.getLogger("bentoml.iris_classifier.shadow")  # under "bentoml": in the server's log
 
@@ -236,14 +236,7 @@ class Shadow:
         """Classify and log everything queued now; returns the number of flowers the shadow answered."""
         with self.lock:
             taken, self.pending, self.queued = collections.deque(self.pending), [], 0
-        answered = 0
-        while taken:
-            group, flowers = [], 0
-            while taken and (not group or flowers + _flowers(taken[0]) <= CHUNK_FLOWERS):
-                group.append(taken.popleft())
-                flowers += _flowers(group[-1])
-            answered += self._classify(group)
-        return answered
+        return sum(self._classify(group) for group in groups(taken, CHUNK_FLOWERS, _flowers))
 
     def _classify(self, group: list[tuple[str, Any, Any, bool]]) -> int:
         """One shadow model call for a group of queued requests, counted and logged; never raises."""

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -87,6 +88,12 @@ def run(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, tim
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def makefile_targets(makefile: str) -> set[str]:
+    """The rule names a Makefile's text defines (not its `NAME := value` assignments)."""
+    rules = re.findall(r"^([A-Za-z0-9][\w.-]*)\s*:(?!=)", makefile, re.MULTILINE)
+    return set(rules)
 
 
 def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -1,11 +1,13 @@
 """A declarative Jenkinsfile run by Groovy (the interpreter npm-groovy-lint ships for `make lint-jenkinsfile`), Jenkins'
 steps stubbed: one `make` target exits as each scenario says and leaves the report the pipeline reads, and the
 outcome says which `sh` steps ran (as written, and with the build's variables put in as sh would), which stages
-were skipped, what was archived and the build's result."""
+were skipped, what was archived and the build's result. Also the rule every Jenkinsfile keeps: each stage runs one
+existing make target (`assert_each_stage_runs_one_make_target`)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from iris_classifier.project.paths import ROOT
+from ops.jenkins_steps import stage_bodies, stages
+from tests.conftest import makefile_targets
 
 GROOVY_LINT = ROOT / "ops" / "groovy-lint"
 
@@ -160,3 +164,23 @@ def pipeline_runner(
         return outcomes[(code, report)]
 
     return run
+
+
+MAKE_STEP = re.compile(r"^make (?:-s )?([a-z0-9-]+)")
+
+
+def assert_each_stage_runs_one_make_target(jenkinsfile: str) -> None:
+    """Checkout checks out and runs nothing; every other stage runs exactly one `sh` step (none in `post`),
+    `make <target> ...`, of a target the Makefile defines and make itself accepts (a dry run: nothing runs)."""
+    targets = makefile_targets((ROOT / "Makefile").read_text())
+    for stage in stages(jenkinsfile):
+        if stage.name == "Checkout":
+            assert stage.steps == [] and "checkout scm" in stage_bodies(jenkinsfile)["Checkout"], stage
+            continue
+        assert len(stage.steps) == 1 and not stage.post_steps, stage
+        called = MAKE_STEP.match(stage.steps[0])
+        assert called, f"stage {stage.name!r} runs {stage.steps[0]!r}, not one make target"
+        target = called.group(1)
+        assert target in targets, f"stage {stage.name!r} calls missing target {target}"
+        dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from iris_classifier.project.paths import ROOT
+from tests.conftest import makefile_targets
 
 README = ROOT / "README.md"
 MAX_README_LINES = 200
@@ -51,11 +52,6 @@ def make_targets_named(markdown: str) -> set[str]:
                     word for word in arguments if not word.startswith("-") and "=" not in word and "<" not in word
                 )
     return targets
-
-
-def makefile_targets(makefile: str) -> set[str]:
-    rules = re.findall(r"^([A-Za-z0-9][\w.-]*)\s*:(?!=)", makefile, re.MULTILINE)
-    return set(rules)
 
 
 def test_readme_is_a_front_page():

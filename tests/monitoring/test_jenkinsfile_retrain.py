@@ -19,11 +19,9 @@ import yaml
 
 from iris_classifier.project.paths import RETRAIN_HTML, RETRAIN_JSON, ROOT
 from ops.jenkins_steps import stage_bodies, stages
-from tests.jenkinsfile_harness import pipeline_runner
+from tests.jenkinsfile_harness import assert_each_stage_runs_one_make_target, pipeline_runner
 
 JENKINSFILE = (ROOT / "Jenkinsfile.retrain").read_text()
-MAKEFILE_TARGETS = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
-MAKE_STEP = re.compile(r"^make (?:-s )?([a-z0-9-]+)")
 
 
 def alert_names() -> set[str]:
@@ -69,13 +67,7 @@ def test_each_stage_calls_one_make_target_that_exists():
         "Push commit and tags",
         "Shadow in production",
     ]
-    assert "checkout scm" in stage_bodies(JENKINSFILE)["Checkout"] and parsed[0].steps == []
-    for stage in parsed[1:]:
-        assert len(stage.steps) == 1 and not stage.post_steps, stage
-        target = MAKE_STEP.match(stage.steps[0]).group(1)
-        assert target in MAKEFILE_TARGETS, f"stage {stage.name!r} calls missing target {target}"
-        dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
-        assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"
+    assert_each_stage_runs_one_make_target(JENKINSFILE)
     assert all("timeout(time:" in body for name, body in stage_bodies(JENKINSFILE).items() if name != "Checkout")
     assert "disableConcurrentBuilds()" in JENKINSFILE  # two retrains would race for the next version's tags
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from ops.jenkins_steps import stage_bodies
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT
+from tests.jenkinsfile_harness import assert_each_stage_runs_one_make_target
 
 JENKINSFILE = (ROOT / "Jenkinsfile").read_text()
 STAGES = [
@@ -27,17 +28,7 @@ def test_stages_are_the_original_pipeline_in_order():
 
 
 def test_each_stage_after_checkout_calls_exactly_one_existing_make_target():
-    makefile_targets = set(re.findall(r"^([a-zA-Z][a-zA-Z0-9_-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
-    for name, body in stage_bodies(JENKINSFILE).items():
-        steps = body.split("post {")[0]
-        targets = re.findall(r"sh[ (](?:script: )?'\s*make (?:-s )?([a-z0-9-]+)", steps)
-        if name == "Checkout":
-            assert targets == [] and "checkout scm" in steps
-            continue
-        assert len(targets) == 1, f"stage {name!r} calls {targets}"
-        assert targets[0] in makefile_targets, f"stage {name!r} calls missing target {targets[0]}"
-        # make itself agrees the target exists (dry run: nothing is executed).
-        assert run(["make", "-n", targets[0]], check=False).returncode == 0
+    assert_each_stage_runs_one_make_target(JENKINSFILE)
 
 
 def test_drive_key_is_bound_from_credentials_and_never_interpolated_by_groovy():

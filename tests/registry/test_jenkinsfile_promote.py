@@ -4,11 +4,11 @@ production promoted only on `pass`."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 from iris_classifier.project.paths import ROOT
 from iris_classifier.retraining.shadow_report import SHADOW_JSON, VERDICTS
 from ops.jenkins_steps import stage_bodies, stages
+from tests.jenkinsfile_harness import assert_each_stage_runs_one_make_target
 
 JENKINSFILE = (ROOT / "Jenkinsfile.promote").read_text()
 
@@ -22,12 +22,7 @@ def test_each_stage_calls_one_make_target_that_exists():
         "Shadow report",
         "Promote",
     ]
-    assert parsed[0].steps == []
-    for stage in parsed[1:]:
-        assert len(stage.steps) == 1 and not stage.post_steps, stage
-        target = re.match(r"^make ([a-z0-9-]+)", stage.steps[0]).group(1)
-        dry_run = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
-        assert dry_run.returncode == 0, f"{stage.name}: make {target}: {dry_run.stderr}"
+    assert_each_stage_runs_one_make_target(JENKINSFILE)
     assert all("timeout(time:" in body for name, body in stage_bodies(JENKINSFILE).items() if name != "Checkout")
     assert re.search(r"triggers\s*\{[^}]*cron\('H \d+ \* \* \*'\)", JENKINSFILE)
     assert "disableConcurrentBuilds()" in JENKINSFILE

@@ -22,8 +22,8 @@ def tracked_files(root: Path) -> list[str]:
     return [name for name in listing.decode().split("\0") if name and (root / name).is_file()]
 
 
-def new_findings(root: Path, baseline_file: Path) -> SecretsCollection:
-    """The findings in the tracked files under `root` that the baseline does not list (same file, type and hash)."""
+def new_findings(root: Path, baseline_file: Path, files: list[str]) -> SecretsCollection:
+    """The findings in `files` (relative to `root`) that the baseline does not list (same file, type and hash)."""
     # loading the baseline also configures the plugins and filters it was made with
     accepted = baseline.load(baseline.load_from_file(str(baseline_file)), filename=str(baseline_file))
     # scanned from the root, so each finding's filename is relative, as in the baseline (they are compared)
@@ -31,7 +31,7 @@ def new_findings(root: Path, baseline_file: Path) -> SecretsCollection:
     os.chdir(root)
     try:
         found = SecretsCollection()
-        for name in tracked_files(root):
+        for name in files:
             found.scan_file(name)
     finally:
         os.chdir(here)
@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if not baseline_file.is_file():
         print(f"secrets: no baseline at {baseline_file}: create it with `detect-secrets scan > .secrets.baseline`")
         return 2
-    new = new_findings(root, baseline_file)
+    files = tracked_files(root)
+    new = new_findings(root, baseline_file, files)
     if not new:
-        print(f"secrets: no new secrets in {len(tracked_files(root))} tracked files")
+        print(f"secrets: no new secrets in {len(files)} tracked files")
         return 0
     print("secrets: potential secrets the baseline does not list (the value is never printed):")
     for filename, secret in sorted(new, key=lambda item: (item[0], item[1].line_number or 0)):

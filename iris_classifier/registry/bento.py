@@ -13,10 +13,10 @@ from iris_classifier.project.paths import BENTOML, ROOT
 from iris_classifier.registry.versions import release_labels
 
 
-def bento_tag(shadow_version: str | None = None) -> str:
+def bento_tag(shadow_version: str | None = None, commit: str | None = None) -> str:
     """One Bento per commit; a dirty work tree gets its own `-dirty` version, rebuilt each time; one that also
     carries a shadow model (`make bento SHADOW=...`) is `<commit>-shadow-<version>`."""
-    return f"{MODEL_NAME}:{git_commit()}" + (f"-shadow-{shadow_version}" if shadow_version else "")
+    return f"{MODEL_NAME}:{commit or git_commit()}" + (f"-shadow-{shadow_version}" if shadow_version else "")
 
 
 def bento_exists(tag: str) -> bool:
@@ -44,13 +44,14 @@ def build(*, force: bool = False, shadow: str | None = None) -> str:
         held = stage_model(shadow)  # raises StageModelError, saying why
         extra_env = {"IRIS_SHADOW_MODEL": held.tag}
         shadow_labels = {"shadow_version": held.version, "shadow_model": held.tag}
-    tag = bento_tag(shadow_labels.get("shadow_version"))
+    commit = git_commit()
+    tag = bento_tag(shadow_labels.get("shadow_version"), commit)
     if tag.endswith("unknown"):
         raise SystemExit("bento: not a git checkout; the Bento is tagged with the git commit")
     ensure_model()
     card = ModelCard.read()
     labels = {
-        "git_commit": git_commit(),  # the commit the Bento is built from (the model card hashes its code)
+        "git_commit": commit,  # the commit the Bento is built from (the model card hashes its code)
         "model_tag": card.tag,
         "train_data_md5": card.train_data_md5,
         "held_out_accuracy": f"{card.held_out_accuracy:.4f}",

@@ -139,7 +139,7 @@ LOOPBACK_CONF = {
 class ClassArchive:
     """The driver JVM's class-data-sharing archive (AppCDS): the classes a scoring job loads, as the JVM lays them
     out in memory, written by one job at its exit and mapped by the next ones, which then start and warm up
-    ~3-4 s sooner (docs/benchmarks.md). One per Java build and Spark lock, in the spark venv (~175 MB); the job
+    ~2.5-4 s sooner (docs/benchmarks.md). One per Java build and Spark lock, in the spark venv (~175 MB); the job
     that writes it writes a draft, kept only when the job succeeded (`keep`)."""
 
     path: Path
